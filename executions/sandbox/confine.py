@@ -1,0 +1,548 @@
+"""The isolation layers, as plain Linux system calls.
+
+Runs in the fork-server and in the child it forks; imports nothing but the
+standard library (and libseccomp through pyseccomp in the fork-server only),
+so no Django, setting or credential can reach the child through this module.
+
+Two kinds of work live here:
+- `prepare_server`: costly layers done once per fork-server — namespaces, the
+  read-only filesystem view, the seccomp program, the Landlock ruleset, the
+  cgroup of its slot.
+- `enter_child`: the cheap per-run layers applied in the forked child before
+  it reads any plugin code.
+"""
+
+import ctypes
+import errno
+import os
+import resource
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_THREAD = 0x00010000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+SYS_PIVOT_ROOT = 155
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+SYS_CLOSE_RANGE = 436
+
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_ACCESS_FS_READ_FILE = 1 << 2
+LANDLOCK_ACCESS_FS_READ_DIR = 1 << 3
+LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+LANDLOCK_SCOPE_SIGNAL = 1 << 1
+# Every filesystem right the kernel knows, by ABI: handled means denied
+# unless a rule grants it.
+LANDLOCK_FS_RIGHTS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1}
+LANDLOCK_FS_ALL_LATEST = (1 << 16) - 1
+LANDLOCK_NET_ALL = (1 << 0) | (1 << 1)
+
+# The layers, in the order they are reported. Operators name them in
+# SANDBOX_REQUIRED_LAYERS.
+ALL_LAYERS = (
+    "fresh_process",
+    "empty_environment",
+    "closed_fds",
+    "rlimits",
+    "no_new_privs",
+    "unprivileged_uid",
+    "pid_namespace",
+    "net_namespace",
+    "mount_namespace",
+    "ipc_namespace",
+    "uts_namespace",
+    "readonly_root",
+    "landlock",
+    "seccomp",
+    "cgroup_memory",
+    "cgroup_pids",
+    "cgroup_cpu",
+)
+
+
+class ConfinementError(Exception):
+    """A layer that was asked for could not be put in place."""
+
+
+def _check(result, what):
+    if result == -1 or (result is not None and result < 0):
+        err = ctypes.get_errno()
+        raise ConfinementError(f"{what}: {os.strerror(err)}")
+    return result
+
+
+def syscall(number, *args):
+    return LIBC.syscall(ctypes.c_long(number), *args)
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    return _check(
+        LIBC.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        ),
+        f"prctl({option})",
+    )
+
+
+def unshare(flags):
+    _check(LIBC.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
+
+
+def mount(source, target, fstype, flags, data=None):
+    _check(
+        LIBC.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {source} on {target}",
+    )
+
+
+class LandlockRulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+
+class LandlockPathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi():
+    version = syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    return version if version > 0 else 0
+
+
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+# --- cgroups -----------------------------------------------------------------
+
+CGROUP_V1_ROOT = "/sys/fs/cgroup"
+CGROUP_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+def _cgroup_v2_root():
+    """The cgroup2 mount whose controllers we may use, or None."""
+    for candidate in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        controllers = os.path.join(candidate, "cgroup.controllers")
+        if os.path.exists(controllers):
+            with open(controllers) as handle:
+                available = set(handle.read().split())
+            if available & set(CGROUP_CONTROLLERS):
+                return candidate, available
+    return None, set()
+
+
+@dataclass
+class CgroupSlot:
+    """The cgroup directories one fork-server's runs are placed in.
+
+    Held as directory descriptors, opened before the fork-server pivots away
+    from the host's /sys; each run's child writes itself into `cgroup.procs`
+    while it is still root.
+    """
+
+    version: int
+    dir_fds: dict = field(default_factory=dict)
+    procs_fds: dict = field(default_factory=dict)
+
+    @property
+    def controllers(self):
+        return set(self.dir_fds)
+
+    def add(self, controller, directory):
+        self.dir_fds[controller] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if self.version == 1 or not self.procs_fds:
+            self.procs_fds[controller] = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
+
+    def write(self, controller, name, value):
+        fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+
+    def read(self, controller, name):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
+        except OSError:
+            return ""
+        try:
+            return os.read(fd, 65536).decode()
+        finally:
+            os.close(fd)
+
+    def has(self, controller, name):
+        try:
+            os.stat(name, dir_fd=self.dir_fds[controller])
+        except OSError:
+            return False
+        return True
+
+    def set_limits(self, memory_bytes, pids, cpu_quota_fraction=1.0):
+        period = 100000
+        quota = int(period * cpu_quota_fraction)
+        if self.version == 1:
+            if "memory" in self.dir_fds:
+                self.write("memory", "memory.limit_in_bytes", memory_bytes)
+                try:
+                    self.write("memory", "memory.max_usage_in_bytes", 0)
+                except OSError:
+                    pass
+            if "pids" in self.dir_fds:
+                self.write("pids", "pids.max", pids)
+            if "cpu" in self.dir_fds:
+                self.write("cpu", "cpu.cfs_period_us", period)
+                self.write("cpu", "cpu.cfs_quota_us", quota)
+        else:
+            if "memory" in self.dir_fds:
+                self.write("memory", "memory.max", memory_bytes)
+                if self.has("memory", "memory.swap.max"):
+                    self.write("memory", "memory.swap.max", 0)
+            if "pids" in self.dir_fds:
+                self.write("pids", "pids.max", pids)
+            if "cpu" in self.dir_fds:
+                self.write("cpu", "cpu.max", f"{quota} {period}")
+
+    def oom_kills(self):
+        if "memory" not in self.dir_fds:
+            return 0
+        text = self.read("memory", "memory.oom_control" if self.version == 1 else "memory.events")
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def kill_all(self):
+        """Kill whatever is left in the run's cgroups (nothing, unless a layer failed)."""
+        for controller in self.dir_fds:
+            if self.version == 2 and self.has(controller, "cgroup.kill"):
+                try:
+                    self.write(controller, "cgroup.kill", 1)
+                except OSError:
+                    pass
+                continue
+            for line in self.read(controller, "cgroup.procs").split():
+                try:
+                    os.kill(int(line), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+
+
+def create_cgroup_slot(name):
+    """Make (or reuse) this slot's cgroups under every controller we can write."""
+    root_v2, available_v2 = _cgroup_v2_root()
+    if root_v2 and available_v2 & set(CGROUP_CONTROLLERS):
+        parent = os.path.join(root_v2, "plugin-sandbox")
+        os.makedirs(parent, exist_ok=True)
+        wanted = " ".join(f"+{c}" for c in CGROUP_CONTROLLERS if c in available_v2)
+        for directory in (root_v2, parent):
+            try:
+                with open(os.path.join(directory, "cgroup.subtree_control"), "w") as handle:
+                    handle.write(wanted)
+            except OSError:
+                pass
+        run_dir = os.path.join(parent, name)
+        os.makedirs(run_dir, exist_ok=True)
+        slot = CgroupSlot(version=2)
+        for controller in CGROUP_CONTROLLERS:
+            if controller in available_v2:
+                slot.add(controller, run_dir)
+        return slot
+    slot = CgroupSlot(version=1)
+    for controller in CGROUP_CONTROLLERS:
+        mount_point = os.path.join(CGROUP_V1_ROOT, controller)
+        if not os.path.exists(os.path.join(mount_point, "cgroup.procs")):
+            continue
+        run_dir = os.path.join(mount_point, "plugin-sandbox", name)
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+            slot.add(controller, run_dir)
+        except OSError:
+            continue
+    return slot
+
+
+# --- the filesystem view -----------------------------------------------------
+
+
+def _mapped_library_dirs():
+    """Directories of the shared libraries this interpreter has loaded: what a
+    later `import` of a C extension may need the dynamic loader to find."""
+    dirs = set()
+    with open("/proc/self/maps") as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) >= 6 and ".so" in parts[5] and parts[5].startswith("/"):
+                dirs.add(os.path.dirname(os.path.realpath(parts[5])))
+    return dirs
+
+
+def readonly_view_sources():
+    """What the child may read: the standard library and the system libraries."""
+    stdlib = os.path.dirname(os.__file__)
+    sources = {stdlib, os.path.join(stdlib, "lib-dynload")} | _mapped_library_dirs()
+    for loader_dir in ("/lib64",):
+        if os.path.isdir(loader_dir):
+            sources.add(loader_dir)
+    return sorted(s for s in sources if os.path.isdir(s))
+
+
+def build_readonly_root(new_root, sources, hidden):
+    """Mount a tmpfs at `new_root` holding read-only binds of `sources`, with
+    `hidden` paths masked by empty read-only tmpfs, then pivot into it."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    os.makedirs(new_root, exist_ok=True)
+    mount("sandbox-root", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    ro_flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
+    # nested sources sorted so parents are mounted before children
+    for source in sources:
+        target = new_root + source
+        os.makedirs(target, exist_ok=True)
+        mount(source, target, None, MS_BIND)
+        mount(None, target, None, ro_flags)
+    os.makedirs(new_root + "/dev", exist_ok=True)
+    for device in ("null", "zero", "urandom", "random"):
+        target = f"{new_root}/dev/{device}"
+        open(target, "w").close()
+        mount(f"/dev/{device}", target, None, MS_BIND)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+    for path in hidden:
+        target = new_root + path
+        if os.path.isdir(target):
+            mount("masked", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    old_root = new_root + "/.old-root"
+    os.makedirs(old_root, exist_ok=True)
+    _check(syscall(SYS_PIVOT_ROOT, new_root.encode(), old_root.encode()), "pivot_root")
+    os.chdir("/")
+    _check(LIBC.umount2(b"/.old-root", ctypes.c_int(MNT_DETACH)), "umount old root")
+    os.rmdir("/.old-root")
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+# --- seccomp -----------------------------------------------------------------
+
+# Denied with EPERM: everything that creates a process, runs a program,
+# inspects another process, changes the filesystem tree or namespaces, or
+# reaches the kernel's larger attack surfaces. Sockets are denied outright:
+# the child's only channel is inherited, and egress goes through it.
+SECCOMP_DENIED = (
+    "fork", "vfork", "execve", "execveat",
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_open", "pidfd_getfd",
+    "pidfd_send_signal", "process_madvise",
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "bpf", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "keyctl", "add_key", "request_key",
+    "socket",
+    "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl",
+    "semget", "semop", "semctl", "semtimedop", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "reboot", "swapon", "swapoff", "acct", "quotactl", "syslog", "lookup_dcookie",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "mknod", "mknodat",
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
+    "setfsuid", "setfsgid", "capset", "personality", "vhangup", "settimeofday",
+    "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
+    "iopl", "ioperm", "uselib", "nfsservctl", "landlock_create_ruleset",
+    "memfd_secret", "set_mempolicy_home_node", "migrate_pages", "move_pages", "mbind",
+)
+
+
+def compile_seccomp_filter(module_dir=None):
+    """Compile the filter once with libseccomp; children load the raw program.
+
+    `module_dir` is where pyseccomp is installed: the fork-server runs without
+    site-packages on its path, so it is borrowed for this one import.
+    """
+    if module_dir:
+        sys.path.insert(0, module_dir)
+    try:
+        import pyseccomp
+    finally:
+        if module_dir:
+            sys.path.remove(module_dir)
+
+    deny = pyseccomp.ERRNO(errno.EPERM)
+    syscall_filter = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    for name in SECCOMP_DENIED:
+        try:
+            syscall_filter.add_rule(deny, name)
+        except (OSError, RuntimeError, ValueError):
+            continue  # not a system call on this architecture
+    # clone is how threads are made too: deny it unless CLONE_THREAD is set.
+    syscall_filter.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, 0))
+    # A connected pair reaches no one else; asyncio needs one for its loop.
+    syscall_filter.add_rule(deny, "socketpair", pyseccomp.Arg(0, pyseccomp.NE, socket.AF_UNIX))
+    # clone3 passes its flags in memory seccomp cannot read; ENOSYS makes the
+    # C library fall back to clone, which the rule above inspects.
+    syscall_filter.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "wb") as sink:
+        syscall_filter.export_bpf(sink)
+    with os.fdopen(read_fd, "rb") as source:
+        program = source.read()
+    count = len(program) // ctypes.sizeof(SockFilter)
+    instructions = (SockFilter * count).from_buffer_copy(program)
+    return SockFprog(len=count, filter=ctypes.cast(instructions, ctypes.POINTER(SockFilter))), instructions
+
+
+def load_seccomp(prog):
+    _check(
+        LIBC.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), 0, 0),
+        "load seccomp filter",
+    )
+
+
+# --- Landlock ----------------------------------------------------------------
+
+
+def create_landlock_ruleset(abi, readable_root="/"):
+    fs_rights = LANDLOCK_FS_RIGHTS_BY_ABI.get(abi, LANDLOCK_FS_ALL_LATEST)
+    attr = LandlockRulesetAttr(
+        handled_access_fs=fs_rights,
+        handled_access_net=LANDLOCK_NET_ALL if abi >= 4 else 0,
+        scoped=(LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL) if abi >= 6 else 0,
+    )
+    size = ctypes.sizeof(LandlockRulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
+    ruleset_fd = _check(syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)), "landlock_create_ruleset")
+    root_fd = os.open(readable_root, os.O_PATH | os.O_CLOEXEC)
+    try:
+        rule = LandlockPathBeneathAttr(allowed_access=LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, parent_fd=root_fd)
+        _check(syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)), "landlock_add_rule")
+    finally:
+        os.close(root_fd)
+    os.set_inheritable(ruleset_fd, False)
+    return ruleset_fd
+
+
+def landlock_restrict_self(ruleset_fd):
+    _check(syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset_fd), ctypes.c_uint32(0)), "landlock_restrict_self")
+
+
+# --- per-run child layers ----------------------------------------------------
+
+
+@dataclass
+class ChildLimits:
+    memory_bytes: int
+    cpu_seconds: int
+    max_open_files: int = 64
+    max_tasks: int = 16
+
+
+def set_rlimits(limits, address_space_base):
+    def cap(which, value):
+        resource.setrlimit(which, (value, value))
+
+    cap(resource.RLIMIT_AS, address_space_base + limits.memory_bytes)
+    cap(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
+    cap(resource.RLIMIT_FSIZE, 0)
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_NOFILE, limits.max_open_files)
+    cap(resource.RLIMIT_NPROC, limits.max_tasks)
+    cap(resource.RLIMIT_MEMLOCK, 0)
+    cap(resource.RLIMIT_MSGQUEUE, 0)
+
+
+def close_fds_except(keep):
+    """Close every descriptor above 2 but `keep`: the child inherits nothing."""
+    keep = sorted(set(keep))
+    low = 3
+    for fd in keep + [None]:
+        high = (fd - 1) if fd is not None else 0xFFFFFFFF
+        if high >= low:
+            if syscall(SYS_CLOSE_RANGE, ctypes.c_uint(low), ctypes.c_uint(high), ctypes.c_uint(0)) != 0:
+                os.closerange(low, min(high + 1, 65536))
+        if fd is not None:
+            low = fd + 1
+
+
+def no_new_privs_active():
+    return LIBC.prctl(ctypes.c_int(PR_GET_NO_NEW_PRIVS), 0, 0, 0, 0) == 1
+
+
+def describe_host():
+    """What this host can give, without changing anything: the basis of the
+    start-up report and of fail-closed refusal."""
+    is_root = os.geteuid() == 0
+    abi = landlock_abi()
+    root_v2, available_v2 = _cgroup_v2_root()
+    v1 = {c for c in CGROUP_CONTROLLERS if os.path.exists(os.path.join(CGROUP_V1_ROOT, c, "cgroup.procs"))}
+    cgroup_controllers = (available_v2 & set(CGROUP_CONTROLLERS)) or v1
+    try:
+        import pyseccomp  # noqa: F401
+
+        seccomp = os.path.exists("/proc/self/status") and "Seccomp" in open("/proc/self/status").read()
+    except (ImportError, OSError):
+        seccomp = False
+    namespaces = is_root and os.path.exists("/proc/self/ns/pid")
+    reasons = {}
+
+    def layer(name, ok, why):
+        reasons[name] = (ok, "" if ok else why)
+
+    for name in ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs"):
+        layer(name, True, "")
+    layer("unprivileged_uid", is_root, "needs root to switch each run to its slot's uid")
+    for name in ("pid_namespace", "net_namespace", "mount_namespace", "ipc_namespace", "uts_namespace", "readonly_root"):
+        layer(name, namespaces, "needs root (CAP_SYS_ADMIN) and namespace support in the kernel")
+    layer("landlock", abi >= 1, "kernel without Landlock (needs Linux 5.13+ with landlock in the LSM list)")
+    layer("seccomp", seccomp, "needs libseccomp (libseccomp2) and a kernel with seccomp-bpf")
+    for controller in CGROUP_CONTROLLERS:
+        layer(
+            f"cgroup_{controller}",
+            is_root and controller in cgroup_controllers,
+            f"no writable {controller} cgroup controller (needs root or a delegated cgroup)",
+        )
+    return {"layers": reasons, "landlock_abi": abi, "cgroup_version": 2 if root_v2 and available_v2 else 1}
+
+
+def die_with_parent():
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1 and os.getpid() != 1:
+        sys.exit(1)

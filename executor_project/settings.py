@@ -1,0 +1,196 @@
+"""Settings for the plugin execution engine.
+
+Every value an operator may change comes from an environment variable with a
+safe default; `.env.example` lists them all.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name, default=""):
+    return os.environ.get(name, default)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _persistent_secret_key():
+    """A random key kept in VAR_DIR, so every process of one node shares it
+    without an operator having to invent one; set SECRET_KEY for several nodes."""
+    key_file = VAR_DIR / "secret_key"
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _persistent_secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "quotas",
+    "plugins",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "executor_project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "executor_project.wsgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and cluster processes write concurrently: WAL lets readers run beside
+    # the writer, IMMEDIATE makes writers queue for `timeout` seconds instead
+    # of failing with "database is locked" on lock upgrade.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    # The embedded default needs a cache every process sees without a server.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["quotas.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "executions.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# Execution limits (DESIGN.md §10).
+PORT = env_int("PORT", 3000)
+MIN_WORKERS = env_int("MIN_WORKERS", 2)
+MAX_WORKERS = env_int("MAX_WORKERS", 10)
+MAX_MEMORY_MB = env_int("MAX_MEMORY_MB", 512)
+DEFAULT_TIMEOUT_MS = env_int("DEFAULT_TIMEOUT_MS", 30000)
+MAX_TIMEOUT_MS = 300000
+QUEUE_LIMIT = env_int("QUEUE_LIMIT", 100)
+WORKER_RECYCLE = env_int("WORKER_RECYCLE", 100)
+ALLOWED_DOMAINS = env_list("ALLOWED_DOMAINS")
+CACHE_ENABLED = env_bool("CACHE_ENABLED", True)
+CACHE_TTL_MS = env_int("CACHE_TTL", 300000)
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_LOG_BYTES = 64 * 1024
+
+# django-q2: the ORM broker keeps delivery receipts, so a run whose worker is
+# killed is delivered again after `retry` seconds; that must exceed the
+# longest task so a healthy run is never delivered twice. Retries of failed
+# runs are decided per execution, never by django-q2.
+Q_CLUSTER_TIMEOUT = MAX_TIMEOUT_MS // 1000 + 30
+Q_CLUSTER = {
+    "name": env_str("Q_CLUSTER_NAME", "executor"),
+    "orm": "default",
+    "workers": MAX_WORKERS,
+    "recycle": WORKER_RECYCLE,
+    "timeout": Q_CLUSTER_TIMEOUT,
+    "retry": Q_CLUSTER_TIMEOUT + 30,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": -1,
+    "poll": 0.01,
+    "queue_limit": MAX_WORKERS,
+    "catch_up": False,
+    "label": "Task queue",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
