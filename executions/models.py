@@ -24,6 +24,7 @@ class Execution(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error_type = models.CharField(max_length=40, blank=True, db_index=True)
     error_message = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True, help_text="The plugin's own frames, secrets redacted.")
     result = models.JSONField(null=True, blank=True)
     logs = models.JSONField(default=list, blank=True)
     logs_truncated = models.BooleanField(default=False)
@@ -50,6 +51,20 @@ class Execution(models.Model):
     @property
     def plugin_slug(self):
         return self.plugin_version.plugin.slug
+
+
+class EgressWindow(models.Model):
+    """Requests one plugin made through the egress broker in one minute,
+    counted in the database so every worker process shares the limit."""
+
+    plugin_slug = models.SlugField(max_length=64)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["plugin_slug", "window_start"], name="one_egress_window_per_plugin_minute")
+        ]
 
 
 class ExecutionEvent(models.Model):

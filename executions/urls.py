@@ -1,1 +1,8 @@
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("execute", views.ExecuteView.as_view(), name="execute"),
+    path("executions/<uuid:execution_id>", views.ExecutionDetailView.as_view(), name="execution-detail"),
+]

@@ -1,3 +1,59 @@
-from django.shortcuts import render
+from django.conf import settings
+from django.urls import reverse
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-# Create your views here.
+from .errors import ApiError
+from .models import Execution
+from .presenters import execution_response
+from .serializers import ExecuteRequestSerializer
+from .submission import resolve_action, submit_execution, validate_params, wait_for_outcome, effective_timeout_ms
+
+
+def reject_oversized_body(request):
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        too_big = int(length) > settings.MAX_REQUEST_BYTES
+    except ValueError:
+        raise ApiError("VALIDATION_ERROR", "invalid Content-Length header") from None
+    if too_big:
+        raise ApiError("VALIDATION_ERROR", f"the body is over the limit of {settings.MAX_REQUEST_BYTES} bytes")
+
+
+class ExecuteView(APIView):
+    def post(self, request):
+        reject_oversized_body(request)
+        serializer = ExecuteRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        organization = request.user.organization
+        if data.get("organizationId") not in (None, organization.slug):
+            raise ApiError("PERMISSION_DENIED", "organizationId does not match the API key's organization")
+        plugin_version, action = resolve_action(organization, data["pluginId"], data["actionName"], data.get("version"))
+        validate_params(action, data["params"])
+        execution, quota = submit_execution(
+            organization=organization,
+            plugin_version=plugin_version,
+            action_name=data["actionName"],
+            params=data["params"],
+            secrets=data["secrets"],
+            timeout_ms=effective_timeout_ms(data.get("timeout"), action),
+            actor_id=data["actorId"],
+        )
+        if data["run_async"]:
+            location = reverse("execution-detail", args=[execution.id])
+            headers = {"Location": location, **quota.headers()}
+            body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
+            return Response(body, status=202, headers=headers)
+        return execution_response(wait_for_outcome(execution), quota)
+
+
+class ExecutionDetailView(APIView):
+    def get(self, request, execution_id):
+        executions = Execution.objects.select_related("plugin_version__plugin", "organization__tier")
+        if not request.user.is_staff:
+            executions = executions.filter(organization=request.user.organization)
+        execution = executions.filter(pk=execution_id).first()
+        if execution is None:
+            raise ApiError("EXECUTION_NOT_FOUND", f"no execution {execution_id}")
+        return execution_response(execution)

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,6 +167,16 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_LOG_BYTES = 64 * 1024
+
+# The sandbox (DESIGN.md §7). Required layers default to every layer, so a
+# host that lacks one refuses to run plugins until an operator decides.
+SANDBOX_REQUIRED_LAYERS = env_list("SANDBOX_REQUIRED_LAYERS", "all")
+SANDBOX_UID_BASE = env_int("SANDBOX_UID_BASE", 200000)
+SANDBOX_SLOTS = env_int("SANDBOX_SLOTS", 64)
+SANDBOX_LOCK_DIR = env_str("SANDBOX_LOCK_DIR", str(VAR_DIR / "run" / "sandbox"))
+EGRESS_RATE_LIMIT_PER_MINUTE = env_int("EGRESS_RATE_LIMIT_PER_MINUTE", 10)
+EGRESS_MAX_RESPONSE_BYTES = env_int("EGRESS_MAX_RESPONSE_BYTES", 1024 * 1024)
+EGRESS_TIMEOUT_SECONDS = env_int("EGRESS_TIMEOUT_SECONDS", 10)
 
 # django-q2: the ORM broker keeps delivery receipts, so a run whose worker is
 # killed is delivered again after `retry` seconds; that must exceed the

@@ -5,3 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("executions.urls")),
 ]
+
+handler400 = "executions.errors.handler400"
+handler404 = "executions.errors.handler404"
+handler500 = "executions.errors.handler500"

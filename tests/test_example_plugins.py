@@ -346,7 +346,10 @@ def test_readability_ranks_dense_prose_as_harder():
 
 @pytest.mark.parametrize(
     "word,syllables",
-    [("the", 1), ("make", 1), ("table", 2), ("agree", 2), ("jumped", 1), ("wanted", 2), ("happy", 2), ("whale", 1)],
+    [
+        ("the", 1), ("make", 1), ("table", 2), ("agree", 2),
+        ("jumped", 1), ("wanted", 2), ("happy", 2), ("whale", 1),
+    ],
 )
 def test_syllable_estimate(word, syllables):
     assert load("text-tools")[1]._syllables(word) == syllables

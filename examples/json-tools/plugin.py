@@ -41,7 +41,9 @@ def _parse_path(path):
                 try:
                     steps.append(json.loads(match["quoted"]))
                 except json.JSONDecodeError:
-                    raise ValueError(f"invalid path {path!r}: bad escape in quoted key at position {position}") from None
+                    raise ValueError(
+                        f"invalid path {path!r}: bad escape in quoted key at position {position}"
+                    ) from None
             else:
                 steps.append(WILDCARD)
         else:

@@ -77,6 +77,7 @@ def word_count(params, ctx):
     top = params.get("top", 10)
     words = _words(text)
     frequencies = Counter(_normalise_word(word) for word in words)
+    unique_words = len(frequencies)
     if params.get("excludeStopwords", False):
         for stopword in _STOPWORDS & frequencies.keys():
             del frequencies[stopword]
@@ -85,7 +86,7 @@ def word_count(params, ctx):
     ranked = sorted(frequencies.items(), key=lambda item: (-item[1], item[0]))
     return {
         "words": len(words),
-        "uniqueWords": len({_normalise_word(word) for word in words}),
+        "uniqueWords": unique_words,
         "characters": len(text),
         "charactersNoSpaces": sum(1 for char in text if not char.isspace()),
         "lines": len(text.splitlines()),

@@ -1,0 +1,43 @@
+# `make run` and `make test` set up everything they need on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+export PORT
+
+.PHONY: setup system-deps run web worker test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# libseccomp is what the sandbox compiles its system-call filter with.
+system-deps:
+	@if ! ldconfig -p | grep -q 'libseccomp.so.2'; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libseccomp2; \
+	fi
+
+setup: system-deps $(VENV)/.installed
+	@mkdir -p var
+	$(BIN)/python manage.py migrate --noinput -v 0
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+
+# Web (gunicorn) and the django-q2 cluster together, until Ctrl-C stops both.
+run: setup
+	$(BIN)/python manage.py seed_demo
+	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
+	$(BIN)/gunicorn -c executor_project/gunicorn.conf.py executor_project.wsgi & \
+	$(BIN)/python manage.py qcluster & \
+	wait
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/sandbox_overhead.py
+
+clean:
+	rm -rf $(VENV) var

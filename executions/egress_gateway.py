@@ -1,0 +1,122 @@
+"""The worker side of `ctx.http`: the allowlist, the per-plugin rate limit and
+the audit trail around `executions.egress.fetch`."""
+
+import base64
+import datetime as dt
+import time
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .egress import EgressDenied, EgressFailed, EgressPolicy, fetch, normalize_domain_entry
+from .events import record_event
+from .models import EgressWindow, ExecutionEvent
+from .redaction import Redactor
+
+
+def host_of(url):
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def pattern_covers(wide, narrow):
+    """Whether allowlist entry `wide` allows every host `narrow` allows."""
+    if not wide.startswith("*."):
+        return wide == narrow
+    suffix = wide[1:]  # ".example.com"
+    name = narrow[2:] if narrow.startswith("*.") else narrow
+    return name.endswith(suffix) or (narrow.startswith("*.") and "." + name == suffix)
+
+
+def bounded_domains(manifest_domains, operator_domains):
+    """The hosts both lists allow: a manifest asks, the operator's ALLOWED_DOMAINS bounds it."""
+    manifest = [normalize_domain_entry(d) for d in manifest_domains]
+    if not operator_domains:
+        return manifest
+    operator = [normalize_domain_entry(d) for d in operator_domains]
+    allowed = [m for m in manifest if any(pattern_covers(o, m) for o in operator)]
+    allowed += [o for o in operator if any(pattern_covers(m, o) for m in manifest) and o not in allowed]
+    return allowed
+
+
+def take_egress_slot(plugin_slug, limit_per_minute):
+    """Count one request in this plugin's current minute; False if over the limit."""
+    now = timezone.now()
+    window_start = now.replace(second=0, microsecond=0)
+    with transaction.atomic():
+        EgressWindow.objects.get_or_create(plugin_slug=plugin_slug, window_start=window_start)
+        taken = EgressWindow.objects.filter(
+            plugin_slug=plugin_slug, window_start=window_start, count__lt=limit_per_minute
+        ).update(count=F("count") + 1)
+        EgressWindow.objects.filter(window_start__lt=window_start - dt.timedelta(minutes=10)).delete()
+    return bool(taken)
+
+
+class EgressGateway:
+    def __init__(self, execution, secrets):
+        self.execution = execution
+        self.plugin_slug = execution.plugin_version.plugin.slug
+        manifest_domains = (execution.plugin_version.manifest.get("network") or {}).get("allowedDomains") or []
+        self.allowed_domains = bounded_domains(manifest_domains, settings.ALLOWED_DOMAINS)
+        self.redactor = Redactor(secrets.values())
+
+    def policy(self):
+        return EgressPolicy(
+            allowed_domains=self.allowed_domains,
+            max_response_bytes=settings.EGRESS_MAX_RESPONSE_BYTES,
+            timeout_seconds=settings.EGRESS_TIMEOUT_SECONDS,
+        )
+
+    def __call__(self, frame):
+        method = str(frame.get("method", "GET"))
+        url = str(frame.get("url", ""))
+        started = time.monotonic()
+        metadata = {"executionId": str(self.execution.id), "pluginId": self.plugin_slug, "method": method,
+                    "host": host_of(url)}
+        try:
+            body = base64.b64decode(frame["body"]) if frame.get("body") else None
+            if not take_egress_slot(self.plugin_slug, settings.EGRESS_RATE_LIMIT_PER_MINUTE):
+                raise EgressDenied(
+                    f"rate limit: this plugin may make {settings.EGRESS_RATE_LIMIT_PER_MINUTE} requests per minute"
+                )
+            response = fetch(self.policy(), method, url, headers=frame.get("headers") or {}, body=body)
+        except EgressDenied as error:
+            return self._refused("denied", str(error), metadata, started)
+        except EgressFailed as error:
+            return self._refused("failed", str(error), metadata, started)
+        except (ValueError, TypeError) as error:
+            return self._refused("denied", f"malformed request: {error}", metadata, started)
+        metadata.update(
+            status=response.status,
+            bytes=response.bytes_received,
+            durationMs=round((time.monotonic() - started) * 1000, 1),
+            allowed=True,
+        )
+        self._log(metadata)
+        return {
+            "ok": True,
+            "status": response.status,
+            "headers": dict(response.headers),
+            "body": base64.b64encode(response.body).decode(),
+            "url": response.url,
+        }
+
+    def _refused(self, kind, message, metadata, started):
+        metadata.update(allowed=False, reason=self.redactor.text(message),
+                        durationMs=round((time.monotonic() - started) * 1000, 1))
+        self._log(metadata)
+        return {"ok": False, "kind": kind, "message": message}
+
+    def _log(self, metadata):
+        record_event(
+            ExecutionEvent.Type.EGRESS_REQUEST,
+            organization=self.execution.organization,
+            actor_id=self.execution.actor_id,
+            target_id=self.plugin_slug,
+            metadata=metadata,
+        )

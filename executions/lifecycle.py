@@ -1,0 +1,112 @@
+"""The state changes of an execution, each one atomic with its audit event.
+
+queued -> running -> success | error | timeout, or queued -> timeout when the
+run waited too long, or running -> error(WORKER_CRASHED) when the worker that
+held it died. Every transition is a conditional UPDATE on the current status,
+so two processes can never both move the same execution.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from quotas.enforcement import usage_today
+
+from .events import record_event
+from .models import Execution, ExecutionEvent
+
+WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finished"
+
+
+def start_execution(execution_id):
+    """Claim a queued execution for this worker; None if it is not ours to run.
+
+    A task delivered again for a run still marked running means the worker
+    that had it died (django-q2 redelivers only then): that run is closed as
+    WORKER_CRASHED instead of being run twice.
+    """
+    now = timezone.now()
+    if Execution.objects.filter(pk=execution_id, status=Execution.Status.QUEUED).update(
+        status=Execution.Status.RUNNING, started_at=now
+    ):
+        return Execution.objects.select_related("plugin_version__plugin", "organization__tier").get(pk=execution_id)
+    orphan = Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).first()
+    if orphan is not None:
+        finish_execution(orphan, status=Execution.Status.ERROR, error_type="WORKER_CRASHED", error_message=WORKER_LOST_MESSAGE)
+    return None
+
+
+def finish_execution(
+    execution,
+    *,
+    status,
+    result=None,
+    error_type="",
+    error_message="",
+    error_traceback="",
+    logs=(),
+    logs_truncated=False,
+    execution_time_ms=None,
+    peak_memory_bytes=None,
+    cpu_time_ms=None,
+    from_statuses=(Execution.Status.QUEUED, Execution.Status.RUNNING),
+):
+    """Record how a run ended, once; returns False if it had already ended."""
+    now = timezone.now()
+    fields = dict(
+        status=status,
+        result=result,
+        error_type=error_type,
+        error_message=error_message,
+        error_traceback=error_traceback,
+        logs=list(logs),
+        logs_truncated=logs_truncated,
+        finished_at=now,
+        execution_time_ms=execution_time_ms,
+        peak_memory_bytes=peak_memory_bytes,
+        cpu_time_ms=cpu_time_ms,
+    )
+    with transaction.atomic():
+        changed = Execution.objects.filter(
+            pk=execution.pk, status__in=from_statuses
+        ).update(**fields)
+        if not changed:
+            return False
+        for name, value in fields.items():
+            setattr(execution, name, value)
+        record_execution_event(execution)
+    return True
+
+
+def record_execution_event(execution):
+    quota = usage_today(execution.organization)
+    record_event(
+        ExecutionEvent.Type.PLUGIN_ACTION_EXECUTED,
+        organization=execution.organization,
+        actor_id=execution.actor_id,
+        target_id=execution.plugin_version.plugin.slug,
+        metadata={
+            "executionId": str(execution.id),
+            "pluginId": execution.plugin_version.plugin.slug,
+            "version": execution.plugin_version.version,
+            "actionName": execution.action,
+            "status": execution.status,
+            "errorType": execution.error_type or None,
+            "executionTime": execution.execution_time_ms,
+            "memoryUsed": execution.peak_memory_bytes,
+            "retryCount": execution.retry_count,
+            "cacheHit": execution.cache_hit,
+            "quotaUsed": quota.used,
+            "quotaRemaining": quota.remaining,
+        },
+    )
+
+
+def expire_queued_execution(execution, waited_seconds):
+    """Close a run that never left the queue within its caller's patience."""
+    return finish_execution(
+        execution,
+        status=Execution.Status.TIMEOUT,
+        error_type="TIMEOUT",
+        error_message=f"the execution waited {waited_seconds:.0f} s in the queue without starting",
+        from_statuses=(Execution.Status.QUEUED,),
+    )

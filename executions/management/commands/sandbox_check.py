@@ -1,0 +1,57 @@
+import json
+import tempfile
+
+from django.core.management.base import BaseCommand
+
+from executions.runner import required_layers
+from executions.sandbox.client import ForkServerClient, RunRequest, SandboxUnavailable
+from executions.sandbox.confine import ALL_LAYERS
+
+PROBE = "def probe(params, ctx):\n    return {'echo': params['value']}\n"
+
+
+class Command(BaseCommand):
+    help = (
+        "Start a real fork-server, print each isolation layer and whether it is active, run a probe "
+        "action through it, and exit non-zero when a required layer is missing."
+    )
+
+    def handle(self, *args, **options):
+        required = required_layers()
+        with tempfile.TemporaryDirectory() as lock_dir:
+            client = ForkServerClient(lock_dir=lock_dir, required_layers=required)
+            try:
+                client.start()
+                layers = client.layers
+                probe = None
+                try:
+                    probe = client.run(
+                        RunRequest(
+                            execution_id="sandbox-check", files={"plugin.py": PROBE}, entrypoint="plugin.py",
+                            handler="probe", params={"value": 42}, timeout_ms=5000, memory_bytes=128 << 20,
+                        )
+                    )
+                except SandboxUnavailable:
+                    pass
+            finally:
+                client.close()
+        width = max(len(name) for name in ALL_LAYERS)
+        for name in ALL_LAYERS:
+            state = layers.get(name, {"active": False, "reason": "not reported"})
+            mark = "active " if state["active"] else "MISSING"
+            need = "required" if name in required else "optional"
+            reason = f"  ({state['reason']})" if state.get("reason") else ""
+            self.stdout.write(f"{name:<{width}}  {mark}  {need}{reason}")
+        missing = [name for name in required if not layers.get(name, {}).get("active")]
+        probe_ok = probe is not None and probe.status == "success" and probe.result == {"echo": 42}
+        if probe is not None:
+            self.stdout.write(f"probe run: {probe.status} in {probe.wall_ms:.1f} ms" + (f" ({probe.error_type}: {probe.message})" if probe.error_type else ""))
+        summary = {
+            "ok": not missing and probe_ok,
+            "active": sorted(n for n in ALL_LAYERS if layers.get(n, {}).get("active")),
+            "missing": missing,
+            "probe": probe.status if probe is not None else "refused",
+        }
+        self.stdout.write(json.dumps(summary))
+        if not summary["ok"]:
+            raise SystemExit(1)

@@ -1,0 +1,83 @@
+"""Runs one execution in the sandbox from a worker process.
+
+Each worker process keeps one fork-server (and so one sandbox slot) for its
+whole life; the fork-server is started on first use and replaced if it dies.
+"""
+
+import atexit
+import threading
+
+from django.conf import settings
+
+from plugins.services import plugin_files
+
+from .egress_gateway import EgressGateway
+from .redaction import Redactor
+from .sandbox.client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable
+from .sandbox.confine import ALL_LAYERS
+
+_client = None
+_client_lock = threading.Lock()
+
+
+def required_layers():
+    configured = [name.lower() for name in settings.SANDBOX_REQUIRED_LAYERS]
+    if configured == ["all"]:
+        return list(ALL_LAYERS)
+    if configured in ([], ["none"]):
+        return []
+    return configured
+
+
+def sandbox_client():
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = ForkServerClient(
+                lock_dir=settings.SANDBOX_LOCK_DIR,
+                slots=settings.SANDBOX_SLOTS,
+                uid_base=settings.SANDBOX_UID_BASE,
+                required_layers=required_layers(),
+            )
+            atexit.register(_client.close)
+        return _client
+
+
+def memory_limit_mb(organization, manifest):
+    """The manifest may ask for less or more, never above the operator's or tier's ceiling."""
+    ceiling = organization.tier.max_memory_mb or settings.MAX_MEMORY_MB
+    ceiling = min(ceiling, settings.MAX_MEMORY_MB)
+    requested = (manifest.get("limits") or {}).get("memoryMb")
+    return min(requested, ceiling) if requested else ceiling
+
+
+def run_in_sandbox(execution, secrets):
+    """Run the execution's action; returns a RunResult with secrets redacted."""
+    version = execution.plugin_version
+    action = version.manifest["actions"][execution.action]
+    declared = set(version.manifest.get("secrets") or [])
+    # A plugin only receives the secrets its manifest declares.
+    granted = {name: value for name, value in secrets.items() if name in declared}
+    request = RunRequest(
+        execution_id=str(execution.id),
+        actor_id=execution.actor_id,
+        files=plugin_files(version),
+        entrypoint=version.manifest["entrypoint"],
+        handler=action["handler"],
+        params=execution.params,
+        secrets=granted,
+        timeout_ms=execution.timeout_ms,
+        memory_bytes=execution.memory_limit_mb * 1024 * 1024,
+        max_result_bytes=settings.MAX_RESULT_BYTES,
+        max_log_bytes=settings.MAX_LOG_BYTES,
+    )
+    try:
+        outcome = sandbox_client().run(request, egress_handler=EgressGateway(execution, granted))
+    except SandboxUnavailable as error:
+        outcome = RunResult(status="error", error_type="SANDBOX_UNAVAILABLE", message=str(error))
+    redactor = Redactor(secrets.values())
+    outcome.result_json = redactor.json_text(outcome.result_json)
+    outcome.message = redactor.text(outcome.message)
+    outcome.traceback = redactor.text(outcome.traceback)
+    outcome.logs = redactor.lines(outcome.logs)
+    return outcome

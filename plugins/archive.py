@@ -1,0 +1,246 @@
+"""The stored form of a plugin version: a zip of small UTF-8 text files.
+
+Uploads are untrusted, so an archive is only ever read in memory, never
+extracted, and anything that could escape a directory, exhaust memory or
+smuggle in binaries is refused before a byte of it is decoded.
+"""
+
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import zipfile
+import zlib
+from pathlib import Path
+
+from .manifest import MANIFEST_NAME, ManifestError
+
+MAX_FILES = 200
+MAX_FILE_BYTES = 1024 * 1024
+MAX_TOTAL_BYTES = 5 * 1024 * 1024
+# Room for the headers of MAX_FILES entries around MAX_TOTAL_BYTES of content.
+MAX_ARCHIVE_BYTES = MAX_TOTAL_BYTES + 1024 * 1024
+# Source code deflates to a third or a tenth of its size; a zip bomb by a
+# factor of hundreds or more. Small files are exempt: a few hundred repeated
+# bytes can legitimately compress very well and can do no harm.
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECKED_FROM_BYTES = 64 * 1024
+TEXT_SUFFIXES = (".py", ".json", ".txt", ".md")
+# Zip entries must carry a date; a fixed one makes equal files give equal bytes.
+FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+SKIPPED_IN_FOLDERS = re.compile(r"^(\..*|__pycache__)$")
+
+
+def _archive_error(message):
+    return ManifestError.single("archive", message)
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_files(files):
+    """Enforce the archive rules on a {relative path: text} mapping, whatever its source."""
+    if len(files) > MAX_FILES:
+        raise _archive_error(f"{len(files)} files; at most {MAX_FILES} are allowed")
+    total = 0
+    for path, text in files.items():
+        _check_file_name(path)
+        if not isinstance(text, str):
+            raise _archive_error(f"{path}: contents must be text")
+        if "\x00" in text:
+            raise _archive_error(f"{path}: contains NUL characters, so it is not a text file")
+        size = len(text.encode())
+        if size > MAX_FILE_BYTES:
+            raise _archive_error(f"{path}: {size} bytes; a file may have at most {MAX_FILE_BYTES}")
+        total += size
+    if total > MAX_TOTAL_BYTES:
+        raise _archive_error(f"{total} bytes in all; a plugin may have at most {MAX_TOTAL_BYTES}")
+    if MANIFEST_NAME not in files:
+        nested = sorted(path for path in files if path.endswith("/" + MANIFEST_NAME))
+        hint = f" (found {nested[0]}: archive the folder's contents, not the folder)" if nested else ""
+        raise _archive_error(f"{MANIFEST_NAME} is missing at the top of the archive{hint}")
+
+
+def _check_relative_path(path):
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise _archive_error(f"{path!r}: absolute paths are not allowed")
+    if "\\" in path or "\x00" in path:
+        raise _archive_error(f"{path!r}: use '/' as the only separator")
+    if any(part in ("", ".", "..") for part in path.rstrip("/").split("/")):
+        raise _archive_error(f"{path!r}: path segments may not be empty, '.' or '..'")
+
+
+def _check_file_name(path):
+    _check_relative_path(path)
+    if not path.lower().endswith(TEXT_SUFFIXES):
+        raise _archive_error(f"{path!r}: only {', '.join(TEXT_SUFFIXES)} files are allowed")
+
+
+def _decode(path, data):
+    try:
+        # A byte-order mark is harmless but would break json.loads and compile.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _archive_error(f"{path}: not UTF-8 text") from None
+
+
+def files_from_zip(data):
+    """Read an uploaded or stored archive into {relative path: text}, refusing anything unsafe."""
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise _archive_error(f"the archive is {len(data)} bytes; at most {MAX_ARCHIVE_BYTES} are allowed")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            files = {}
+            budget = MAX_TOTAL_BYTES
+            for info in _checked_members(archive.infolist()):
+                content = _read_at_most(archive, info, min(MAX_FILE_BYTES, budget))
+                budget -= len(content)
+                files[info.filename] = _decode(info.filename, content)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+        raise _archive_error(f"not a readable zip file: {exc}") from None
+    check_files(files)
+    return files
+
+
+def _checked_members(infos):
+    """The file entries of a zip, once its declared names, types and sizes are safe to read."""
+    members = [info for info in infos if not info.is_dir()]
+    if len(members) > MAX_FILES:
+        raise _archive_error(f"{len(members)} files; at most {MAX_FILES} are allowed")
+    seen = set()
+    declared_total = 0
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            raise _archive_error(f"{name!r} appears more than once")
+        seen.add(name)
+        _check_relative_path(name)
+        file_type = stat.S_IFMT(info.external_attr >> 16)
+        if file_type == stat.S_IFLNK:
+            raise _archive_error(f"{name!r} is a symbolic link; links are not allowed")
+        if info.is_dir():
+            continue
+        if file_type not in (0, stat.S_IFREG):
+            raise _archive_error(f"{name!r} is not a regular file")
+        _check_file_name(name)
+        if info.flag_bits & 0x1:
+            raise _archive_error(f"{name!r} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _archive_error(f"{name!r}: only stored or deflated entries are supported")
+        if info.file_size > MAX_FILE_BYTES:
+            raise _archive_error(f"{name}: {info.file_size} bytes; a file may have at most {MAX_FILE_BYTES}")
+        if info.file_size >= RATIO_CHECKED_FROM_BYTES and info.file_size > MAX_COMPRESSION_RATIO * info.compress_size:
+            raise _archive_error(f"{name}: compressed {info.file_size // max(info.compress_size, 1)}:1, a likely zip bomb")
+        declared_total += info.file_size
+    if declared_total > MAX_TOTAL_BYTES:
+        raise _archive_error(f"{declared_total} bytes in all; a plugin may have at most {MAX_TOTAL_BYTES}")
+    return members
+
+
+def _read_at_most(archive, info, limit):
+    # The declared sizes were checked, but they are the uploader's word: the
+    # read itself is capped too.
+    with archive.open(info) as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise _archive_error(f"{info.filename}: holds more than its declared size or the size limits allow")
+    return content
+
+
+def build_archive(files):
+    """A deterministic zip of the files: sorted names, fixed timestamps and modes.
+
+    Entries are stored rather than deflated, so the bytes (and the sha256)
+    depend only on the files, never on the zlib version, and reading them
+    back costs nothing.
+    """
+    check_files(files)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(files):
+            info = zipfile.ZipInfo(path, date_time=FIXED_TIMESTAMP)
+            info.create_system = 3  # Unix, so that the mode below means the same everywhere
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            archive.writestr(info, files[path].encode())
+    return buffer.getvalue()
+
+
+def read_manifest(files):
+    """The parsed plugin.json of a set of files (the schema is checked by plugins.manifest)."""
+    try:
+        return json.loads(files[MANIFEST_NAME])
+    except json.JSONDecodeError as exc:
+        raise ManifestError.single(MANIFEST_NAME, f"not valid JSON: {exc}") from None
+
+
+def files_from_module(source, manifest_text, filename="plugin.py"):
+    """The files of a one-module plugin: the module goes in as the manifest's entrypoint."""
+    files = {MANIFEST_NAME: manifest_text}
+    manifest = read_manifest(files)
+    entrypoint = manifest.get("entrypoint") if isinstance(manifest, dict) else None
+    if not (isinstance(entrypoint, str) and entrypoint.endswith(".py")):
+        entrypoint = filename
+    files[entrypoint] = source
+    check_files(files)
+    return files
+
+
+def load_plugin_source(path, manifest_path=None):
+    """Read a plugin from a zip, a folder, or a .py file with its plugin.json.
+
+    The manifest of a .py file is `manifest_path`, or else the plugin.json
+    beside it. Returns (manifest, files); the archive rules are enforced, the
+    manifest itself is validated when the version is installed.
+    """
+    path = Path(path)
+    if manifest_path and path.suffix != ".py":
+        raise _archive_error("a separate manifest only goes with a single .py file")
+    if path.is_dir():
+        files = _files_from_folder(path)
+    elif path.suffix == ".py":
+        manifest_path = Path(manifest_path) if manifest_path else path.with_name(MANIFEST_NAME)
+        files = files_from_module(
+            _decode(path.name, _read_file(path, MAX_FILE_BYTES)),
+            _decode(MANIFEST_NAME, _read_file(manifest_path, MAX_FILE_BYTES)),
+            filename=path.name,
+        )
+    else:
+        files = files_from_zip(_read_file(path, MAX_ARCHIVE_BYTES))
+    return read_manifest(files), files
+
+
+def _read_file(path, limit):
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read(limit + 1)
+    except OSError as exc:
+        raise _archive_error(f"cannot read {path}: {exc.strerror}") from None
+    if len(content) > limit:
+        raise _archive_error(f"{path} is larger than {limit} bytes")
+    return content
+
+
+def _files_from_folder(folder):
+    """The plugin files under a folder, leaving out dotfiles and __pycache__."""
+    files = {}
+    for root, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(name for name in dirnames if not SKIPPED_IN_FOLDERS.match(name))
+        for name in dirnames + sorted(filenames):
+            if SKIPPED_IN_FOLDERS.match(name):
+                continue
+            full_path = Path(root, name)
+            relative = full_path.relative_to(folder).as_posix()
+            # os.walk lists a link to a directory among dirnames without entering it.
+            if full_path.is_symlink():
+                raise _archive_error(f"{relative!r} is a symbolic link; links are not allowed")
+            if full_path.is_dir():
+                continue
+            if len(files) == MAX_FILES:
+                raise _archive_error(f"more than {MAX_FILES} files; at most {MAX_FILES} are allowed")
+            _check_file_name(relative)
+            files[relative] = _decode(relative, _read_file(full_path, MAX_FILE_BYTES))
+    check_files(files)
+    return files

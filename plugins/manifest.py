@@ -1,0 +1,260 @@
+"""Validation of a plugin's manifest (plugin.json) and of its code, without running it.
+
+The host never imports plugin code: it reads the manifest, compiles the
+sources (compiling executes nothing) and inspects the entrypoint's syntax
+tree to check that every declared handler exists. The code itself only ever
+runs inside the sandbox.
+"""
+
+import ast
+import copy
+import re
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError, ValidationError
+from referencing.exceptions import Unresolvable
+
+from executions.egress import normalize_domain_entry
+
+MANIFEST_NAME = "plugin.json"
+# The API's own ceiling for a run (DESIGN.md §5).
+MAX_TIMEOUT_MS = 300_000
+
+
+class ManifestError(Exception):
+    """A plugin upload was refused; `errors` lists {"field", "message"} pairs."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        super().__init__(self.errors)
+
+    @classmethod
+    def single(cls, field, message):
+        return cls([{"field": field, "message": message}])
+
+    def __str__(self):
+        return "; ".join(f"{error['field']}: {error['message']}" for error in self.errors)
+
+
+def _pattern(regex, description):
+    # The description doubles as the error message, which beats echoing a regex.
+    return {"type": "string", "pattern": regex, "description": description}
+
+
+MANIFEST_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "plugin.json",
+    "type": "object",
+    "required": ["name", "version", "entrypoint", "actions"],
+    "additionalProperties": False,
+    "properties": {
+        "name": _pattern(
+            r"^[a-z0-9][a-z0-9-]{0,62}$",
+            "a plugin id: 1-63 lowercase letters, digits and hyphens, not starting with a hyphen",
+        ),
+        "version": _pattern(
+            r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+            r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$",
+            "a semantic version such as 1.2.0 or 2.0.0-beta.1",
+        )
+        | {"maxLength": 64},
+        "entrypoint": _pattern(
+            r"^([A-Za-z0-9_][A-Za-z0-9_-]*/)*[A-Za-z0-9_][A-Za-z0-9_-]*\.py$",
+            "a relative path to a .py file inside the plugin, such as plugin.py or src/main.py",
+        ),
+        "description": {"type": "string", "maxLength": 10_000, "default": ""},
+        "actions": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": _pattern(
+                r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+                "an action name: a letter then up to 63 letters, digits or underscores (e.g. getForecast)",
+            ),
+            "additionalProperties": {"$ref": "#/$defs/action"},
+        },
+        "network": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "allowedDomains": {
+                    "type": "array",
+                    "items": {"type": "string", "maxLength": 255},
+                    "uniqueItems": True,
+                    "default": [],
+                },
+            },
+            "default": {"allowedDomains": []},
+        },
+        "secrets": {
+            "type": "array",
+            "items": _pattern(r"^[A-Z][A-Z0-9_]{0,63}$", "a secret name in UPPER_SNAKE_CASE, such as API_KEY"),
+            "uniqueItems": True,
+            "default": [],
+        },
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"memoryMb": {"type": "integer", "minimum": 16, "maximum": 4096}},
+            "default": {},
+        },
+    },
+    "$defs": {
+        "action": {
+            "type": "object",
+            "required": ["handler"],
+            "additionalProperties": False,
+            "properties": {
+                "handler": _pattern(
+                    r"^[A-Za-z_][A-Za-z0-9_]*$", "the name of a top-level function in the entrypoint"
+                ),
+                "description": {"type": "string", "maxLength": 10_000, "default": ""},
+                "params": {"type": "object", "default": {"type": "object"}},
+                "cacheable": {"type": "boolean", "default": False},
+                "idempotent": {"type": "boolean", "default": True},
+                "default": {"default": None},
+                "timeoutMs": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MS},
+                "examples": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["params"],
+                        "properties": {"params": {"type": "object"}, "description": {"type": "string"}},
+                    },
+                    "default": [],
+                },
+            },
+        },
+    },
+}
+
+
+def _whole_string_pattern(validator, pattern, instance, schema):
+    # Python's `$` also matches before a trailing newline, which would let
+    # "weather\n" through as a plugin id; the manifest's patterns must match
+    # the whole string.
+    if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
+        yield ValidationError(f"{instance!r} is not {schema.get('description', f'matching {pattern!r}')}")
+
+
+_ManifestValidator = validators.extend(Draft202012Validator, {"pattern": _whole_string_pattern})
+_manifest_validator = _ManifestValidator(MANIFEST_SCHEMA)
+
+
+def field_name(*parts):
+    """Dotted field path with list indexes in brackets: actions.query.examples[0].params."""
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "manifest"
+
+
+def validate_manifest(manifest):
+    """Check the manifest on its own; return a copy with every default filled in.
+
+    Raises ManifestError listing every problem found.
+    """
+    schema_errors = sorted(_manifest_validator.iter_errors(manifest), key=lambda error: [str(p) for p in error.path])
+    if schema_errors:
+        raise ManifestError({"field": field_name(*error.path), "message": error.message} for error in schema_errors)
+
+    errors = []
+    for name, action in manifest["actions"].items():
+        errors += _action_schema_errors(name, action)
+    for index, domain in enumerate(manifest.get("network", {}).get("allowedDomains", [])):
+        try:
+            normalize_domain_entry(domain)
+        except ValueError as exc:
+            errors.append({"field": field_name("network", "allowedDomains", index), "message": str(exc)})
+    if errors:
+        raise ManifestError(errors)
+    return _with_defaults(manifest)
+
+
+def _action_schema_errors(name, action):
+    """Errors in an action's params schema, or in its examples against that schema."""
+    if "params" not in action:
+        return []
+    try:
+        Draft202012Validator.check_schema(action["params"])
+    except SchemaError as exc:
+        field = field_name("actions", name, "params", *exc.path)
+        return [{"field": field, "message": f"not a valid JSON Schema: {exc.message}"}]
+
+    validator = Draft202012Validator(action["params"])
+    errors = []
+    for index, example in enumerate(action.get("examples", [])):
+        example_field = ("actions", name, "examples", index, "params")
+        try:
+            for error in validator.iter_errors(example["params"]):
+                errors.append({"field": field_name(*example_field, *error.path), "message": error.message})
+        except Unresolvable as exc:
+            # Remote references are never fetched, so a schema must be self-contained.
+            return [{"field": field_name("actions", name, "params"), "message": f"unresolvable $ref: {exc}"}]
+    return errors
+
+
+def _with_defaults(manifest):
+    complete = copy.deepcopy(manifest)
+    _fill_defaults(complete, MANIFEST_SCHEMA["properties"])
+    for action in complete["actions"].values():
+        _fill_defaults(action, MANIFEST_SCHEMA["$defs"]["action"]["properties"])
+    return complete
+
+
+def _fill_defaults(instance, properties):
+    for key, subschema in properties.items():
+        if key not in instance and "default" in subschema:
+            instance[key] = copy.deepcopy(subschema["default"])
+
+
+def validate_plugin(manifest, files):
+    """Check the manifest and the code it describes; return the manifest with defaults.
+
+    `files` maps relative paths to text. Every `.py` file must compile and
+    every handler must be a top-level function of the entrypoint.
+    """
+    manifest = validate_manifest(manifest)
+    errors = []
+    trees = {}
+    for path, source in sorted(files.items()):
+        if path.endswith(".py"):
+            try:
+                trees[path] = _compiled_tree(path, source)
+            except SyntaxError as exc:
+                location = f"line {exc.lineno}: " if exc.lineno else ""
+                errors.append({"field": path, "message": f"{location}{exc.msg}"})
+            except (ValueError, RecursionError, MemoryError) as exc:
+                errors.append({"field": path, "message": f"does not compile: {exc or type(exc).__name__}"})
+
+    entrypoint = manifest["entrypoint"]
+    if entrypoint not in files:
+        errors.append(
+            {"field": "entrypoint", "message": f"{entrypoint} is not among the plugin's files ({', '.join(sorted(files))})"}
+        )
+    elif entrypoint in trees:
+        defined = _top_level_functions(trees[entrypoint])
+        for name, action in manifest["actions"].items():
+            if action["handler"] not in defined:
+                errors.append(
+                    {
+                        "field": field_name("actions", name, "handler"),
+                        "message": f"{action['handler']!r} is not a top-level function (def or async def) in {entrypoint}",
+                    }
+                )
+    if errors:
+        raise ManifestError(errors)
+    return manifest
+
+
+def _compiled_tree(path, source):
+    """Parse and compile the source (compiling catches errors parsing alone misses)."""
+    tree = ast.parse(source, filename=path)
+    compile(tree, path, "exec")
+    return tree
+
+
+def _top_level_functions(tree):
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}

@@ -1,0 +1,109 @@
+"""Admission of a run against its organization's daily and concurrent quotas.
+
+`admit` must be called inside the transaction that creates the execution: on
+SQLite that transaction is IMMEDIATE (one writer at a time), on PostgreSQL
+the organization row is locked, so the count of runs in flight and the new
+run's insert can't interleave with another request's. The daily count only
+moves by a conditional UPDATE, which is atomic on both.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import F
+from django.utils import timezone
+
+from .models import DailyUsage, Organization
+
+CONCURRENCY_RETRY_AFTER_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class QuotaSnapshot:
+    used: int
+    limit: int | None
+    reset_at: dt.datetime
+
+    @property
+    def remaining(self):
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    def as_dict(self):
+        return {"used": self.used, "remaining": self.remaining, "limit": self.limit}
+
+    def headers(self):
+        headers = {"X-RateLimit-Reset": str(int(self.reset_at.timestamp()))}
+        if self.limit is not None:
+            headers["X-RateLimit-Limit"] = str(self.limit)
+            headers["X-RateLimit-Remaining"] = str(self.remaining)
+        return headers
+
+
+class QuotaRefused(Exception):
+    def __init__(self, error_type, message, retry_after, snapshot):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.retry_after = retry_after
+        self.snapshot = snapshot
+
+
+def utc_today():
+    return timezone.now().astimezone(dt.timezone.utc).date()
+
+
+def next_utc_midnight():
+    tomorrow = utc_today() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time.min, tzinfo=dt.timezone.utc)
+
+
+def seconds_to_next_utc_midnight():
+    return max(1, int((next_utc_midnight() - timezone.now()).total_seconds()) + 1)
+
+
+def usage_today(organization):
+    row = DailyUsage.objects.filter(organization=organization, day=utc_today()).first()
+    return QuotaSnapshot(used=row.count if row else 0, limit=organization.daily_limit, reset_at=next_utc_midnight())
+
+
+def in_flight_count(organization):
+    from executions.models import Execution
+
+    return Execution.objects.filter(
+        organization=organization, status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING]
+    ).count()
+
+
+def admit(organization):
+    """Count one more run for `organization` or raise QuotaRefused.
+
+    Call inside `transaction.atomic()`; the caller inserts the queued
+    execution in the same transaction so that it holds the concurrent slot.
+    """
+    Organization.objects.select_for_update().filter(pk=organization.pk).exists()
+    if in_flight_count(organization) >= organization.concurrent_limit:
+        raise QuotaRefused(
+            "CONCURRENCY_LIMIT",
+            f"{organization.concurrent_limit} execution(s) already queued or running for this organization",
+            CONCURRENCY_RETRY_AFTER_SECONDS,
+            usage_today(organization),
+        )
+    return consume_daily(organization)
+
+
+def consume_daily(organization):
+    """Add one to today's count unless that would pass the daily limit."""
+    today = utc_today()
+    limit = organization.daily_limit
+    DailyUsage.objects.get_or_create(organization=organization, day=today)
+    rows = DailyUsage.objects.filter(organization=organization, day=today)
+    if limit is not None:
+        rows = rows.filter(count__lt=limit)
+    if rows.update(count=F("count") + 1) == 0:
+        raise QuotaRefused(
+            "QUOTA_EXCEEDED",
+            f"the daily limit of {limit} executions is used up; it resets at midnight UTC",
+            seconds_to_next_utc_midnight(),
+            QuotaSnapshot(used=limit, limit=limit, reset_at=next_utc_midnight()),
+        )
+    return usage_today(organization)

@@ -1,0 +1,185 @@
+"""Fixtures shared by the suite.
+
+Integration tests run a real `manage.py qcluster` against the same SQLite
+test database as the test process, and call the API in-process with DRF's
+client: real views, real queue, real worker processes, real sandbox.
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+HOSTILE = Path(__file__).resolve().parent / "plugins"
+
+
+def make_tiers():
+    from quotas.models import Tier
+
+    tiers = {}
+    for name, daily, concurrent, priority in (
+        ("free", 100, 1, "low"),
+        ("pro", 10000, 5, "medium"),
+        ("enterprise", None, 10, "high"),
+    ):
+        tiers[name], _ = Tier.objects.get_or_create(
+            name=name, defaults={"daily_limit": daily, "concurrent_limit": concurrent, "priority": priority}
+        )
+    return tiers
+
+
+@pytest.fixture
+def tiers(db):
+    return make_tiers()
+
+
+@pytest.fixture
+def make_org(tiers):
+    from quotas.models import Organization
+
+    def make(slug="acme", tier="pro", **overrides):
+        return Organization.objects.create(slug=slug, name=slug.title(), tier=tiers[tier], **overrides)
+
+    return make
+
+
+@pytest.fixture
+def org(make_org):
+    return make_org()
+
+
+@pytest.fixture
+def make_client():
+    from quotas.models import ApiKey
+
+    def make(organization, staff=False):
+        _, key = ApiKey.issue(organization, name="test", is_staff=staff)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        client.api_key = key
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(org, make_client):
+    return make_client(org)
+
+
+def install_folder(path, owner=None):
+    from plugins.archive import load_plugin_source
+    from plugins.services import install_version
+
+    manifest, files = load_plugin_source(str(path))
+    return install_version(manifest, files, owner=owner, activate=True)
+
+
+def install_source(slug, source, actions, *, owner=None, version="1.0.0", **manifest_extra):
+    """Install a one-file plugin: `actions` maps action name -> handler name
+    (or a dict of action manifest fields)."""
+    from plugins.services import install_version
+
+    manifest = {
+        "name": slug,
+        "version": version,
+        "entrypoint": "plugin.py",
+        "description": f"test plugin {slug}",
+        "actions": {
+            name: (spec if isinstance(spec, dict) else {"handler": spec, "params": {"type": "object"}})
+            for name, spec in actions.items()
+        },
+        **manifest_extra,
+    }
+    return install_version(manifest, {"plugin.json": json.dumps(manifest), "plugin.py": source}, owner=owner, activate=True)
+
+
+@pytest.fixture
+def examples(db):
+    return {path.name: install_folder(path) for path in sorted(EXAMPLES.iterdir()) if (path / "plugin.json").exists()}
+
+
+class Cluster:
+    """A real `manage.py qcluster` in a subprocess."""
+
+    def __init__(self, workers=3):
+        self.workers = workers
+        self.process = None
+
+    def start(self):
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+            MAX_WORKERS=str(self.workers),
+            PYTHONUNBUFFERED="1",
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        output = []
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stdout], [], [], 1)
+            if ready:
+                line = self.process.stdout.readline()
+                output.append(line)
+                if "running" in line.lower() and "cluster" in line.lower():
+                    break
+            if self.process.poll() is not None:
+                raise RuntimeError("qcluster exited:\n" + "".join(output))
+        else:
+            raise RuntimeError("qcluster did not start:\n" + "".join(output))
+        # Keep draining its output so the pipe never fills and blocks it.
+        self.sink = subprocess.Popen(["cat"], stdin=self.process.stdout, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def worker_pids(self):
+        import psutil
+
+        return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
+
+
+@pytest.fixture(scope="session")
+def cluster(django_db_setup, django_db_blocker):
+    running = Cluster().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def live(cluster, transactional_db):
+    """Marks a test as one that needs committed data and the running cluster."""
+    return cluster
+
+
+def wait_for(predicate, timeout=10, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
