@@ -1,3 +1,88 @@
+import uuid
+
 from django.contrib import admin
 
-# Register your models here.
+from plugins.admin import json_block
+
+from .models import Execution, ExecutionEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the engine itself: operators look, they never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Execution)
+class ExecutionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "organization", "plugin", "action", "status", "error_type", "cache_hit", "execution_time_ms", "queued_at",
+    ]
+    list_filter = ["status", "error_type", "cache_hit", "organization", "queued_at"]
+    list_select_related = ["organization", "plugin_version__plugin"]
+    search_fields = ["actor_id"]
+    date_hierarchy = "queued_at"
+    fieldsets = [
+        (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "status", "cache_hit"]}),
+        ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit_mb"]}),
+        ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_traceback", "retry_count"]}),
+        ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
+        (
+            "Timing and resources",
+            {
+                "fields": [
+                    "queued_at", "started_at", "finished_at", "execution_time_ms", "cpu_time_ms", "peak_memory_bytes",
+                ]
+            },
+        ),
+    ]
+
+    def get_queryset(self, request):
+        # The changelist and detail pages never need the plugins' code archives.
+        return super().get_queryset(request).defer("plugin_version__archive")
+
+    def get_search_results(self, request, queryset, search_term):
+        # An execution id (with or without dashes) finds that execution;
+        # anything else is looked for in actor ids.
+        try:
+            execution_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(pk=execution_id), False
+
+    @admin.display(description="Plugin", ordering="plugin_version__plugin__slug")
+    def plugin(self, execution):
+        return execution.plugin_version
+
+    @admin.display(description="Params")
+    def pretty_params(self, execution):
+        return json_block(execution.params)
+
+    @admin.display(description="Result")
+    def pretty_result(self, execution):
+        return json_block(execution.result)
+
+    @admin.display(description="Logs")
+    def pretty_logs(self, execution):
+        return json_block(execution.logs)
+
+
+@admin.register(ExecutionEvent)
+class ExecutionEventAdmin(ReadOnlyAdmin):
+    list_display = ["timestamp", "type", "organization", "actor_id", "target_id"]
+    list_filter = ["type", "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["target_id", "actor_id"]
+    date_hierarchy = "timestamp"
+    fields = ["timestamp", "type", "organization", "actor_id", "target_id", "pretty_metadata"]
+
+    @admin.display(description="Metadata")
+    def pretty_metadata(self, event):
+        return json_block(event.metadata)

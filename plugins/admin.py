@@ -1,3 +1,123 @@
-from django.contrib import admin
+import json
+from itertools import groupby
 
-# Register your models here.
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .models import Plugin, PluginVersion
+
+
+def json_block(value):
+    """A JSON value pretty-printed for a read-only admin field."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+class PluginVersionInline(admin.TabularInline):
+    model = PluginVersion
+    fields = ["version", "sha256", "is_active", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("archive")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Plugin)
+class PluginAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "enabled", "owner", "active_version"]
+    list_filter = ["enabled", "owner"]
+    list_select_related = ["owner"]
+    search_fields = ["slug", "name", "description"]
+    readonly_fields = ["slug", "created_at", "updated_at"]
+    inlines = [PluginVersionInline]
+    actions = ["enable", "disable"]
+
+    def get_queryset(self, request):
+        active = PluginVersion.objects.filter(plugin=OuterRef("pk"), is_active=True)
+        return super().get_queryset(request).annotate(active_version_number=Subquery(active.values("version")[:1]))
+
+    def has_add_permission(self, request):
+        # A plugin comes into being with its first version: upload it through
+        # the API or `manage.py install_plugin`.
+        return False
+
+    @admin.display(description="Active version", ordering="active_version_number")
+    def active_version(self, plugin):
+        return plugin.active_version_number or "—"
+
+    @admin.action(description="Enable selected plugins", permissions=["change"])
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected plugins", permissions=["change"])
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled):
+        for plugin in queryset:
+            services.set_plugin_enabled(plugin, enabled)
+        state = "Enabled" if enabled else "Disabled"
+        self.message_user(request, f"{state} {len(queryset)} plugin(s).", messages.SUCCESS)
+
+
+@admin.register(PluginVersion)
+class PluginVersionAdmin(admin.ModelAdmin):
+    """Versions are immutable uploads: they can be looked at and activated, nothing else."""
+
+    list_display = ["__str__", "plugin", "version", "is_active", "short_sha256", "created_at"]
+    list_filter = ["is_active", "plugin"]
+    list_select_related = ["plugin"]
+    search_fields = ["plugin__slug", "version", "sha256"]
+    fields = ["plugin", "version", "is_active", "sha256", "created_at", "files", "pretty_manifest"]
+    readonly_fields = fields
+    actions = ["activate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("archive")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_activate_permission(self, request):
+        return request.user.has_perm("plugins.change_pluginversion")
+
+    @admin.display(description="sha256")
+    def short_sha256(self, version):
+        return version.sha256[:12]
+
+    @admin.display(description="Files")
+    def files(self, version):
+        sizes = sorted((path, len(text.encode())) for path, text in services.plugin_files(version).items())
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} ({} bytes)</li>", sizes))
+
+    @admin.display(description="Manifest")
+    def pretty_manifest(self, version):
+        return json_block(version.manifest)
+
+    @admin.action(description="Activate the selected version", permissions=["activate"])
+    def activate(self, request, queryset):
+        versions = list(queryset.select_related("plugin").order_by("plugin__slug"))
+        for slug, group in groupby(versions, key=lambda version: version.plugin.slug):
+            if len(list(group)) > 1:
+                self.message_user(request, f"Select one version of {slug} to activate, not several.", messages.ERROR)
+                return
+        for version in versions:
+            services.activate_version(version)
+        activated = ", ".join(str(version) for version in versions)
+        self.message_user(request, f"Activated {activated}.", messages.SUCCESS)

@@ -133,7 +133,8 @@ def _checked_members(infos):
         if info.file_size > MAX_FILE_BYTES:
             raise _archive_error(f"{name}: {info.file_size} bytes; a file may have at most {MAX_FILE_BYTES}")
         if info.file_size >= RATIO_CHECKED_FROM_BYTES and info.file_size > MAX_COMPRESSION_RATIO * info.compress_size:
-            raise _archive_error(f"{name}: compressed {info.file_size // max(info.compress_size, 1)}:1, a likely zip bomb")
+            ratio = info.file_size // max(info.compress_size, 1)
+            raise _archive_error(f"{name}: compressed {ratio}:1, a likely zip bomb")
         declared_total += info.file_size
     if declared_total > MAX_TOTAL_BYTES:
         raise _archive_error(f"{declared_total} bytes in all; a plugin may have at most {MAX_TOTAL_BYTES}")

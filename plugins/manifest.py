@@ -105,7 +105,7 @@ MANIFEST_SCHEMA = {
             "additionalProperties": False,
             "properties": {
                 "handler": _pattern(
-                    r"^[A-Za-z_][A-Za-z0-9_]*$", "the name of a top-level function in the entrypoint"
+                    r"^[A-Za-z_][A-Za-z0-9_]*$", "a Python function name"
                 ),
                 "description": {"type": "string", "maxLength": 10_000, "default": ""},
                 "params": {"type": "object", "default": {"type": "object"}},
@@ -136,7 +136,29 @@ def _whole_string_pattern(validator, pattern, instance, schema):
         yield ValidationError(f"{instance!r} is not {schema.get('description', f'matching {pattern!r}')}")
 
 
-_ManifestValidator = validators.extend(Draft202012Validator, {"pattern": _whole_string_pattern})
+# jsonschema reports a missing or unexpected key against the object holding
+# it; the manifest's errors name the key itself, field by field.
+def _required_key(validator, required, instance, schema):
+    if validator.is_type(instance, "object"):
+        for key in required:
+            if key not in instance:
+                yield ValidationError("is required", path=[key])
+
+
+def _known_keys_only(validator, additional, instance, schema):
+    if additional is not False:
+        yield from Draft202012Validator.VALIDATORS["additionalProperties"](validator, additional, instance, schema)
+    elif validator.is_type(instance, "object"):
+        known = schema.get("properties", {})
+        for key in instance:
+            if key not in known:
+                yield ValidationError(f"is not a known field (known: {', '.join(known)})", path=[key])
+
+
+_ManifestValidator = validators.extend(
+    Draft202012Validator,
+    {"pattern": _whole_string_pattern, "required": _required_key, "additionalProperties": _known_keys_only},
+)
 _manifest_validator = _ManifestValidator(MANIFEST_SCHEMA)
 
 
@@ -156,10 +178,35 @@ def validate_manifest(manifest):
 
     Raises ManifestError listing every problem found.
     """
-    schema_errors = sorted(_manifest_validator.iter_errors(manifest), key=lambda error: [str(p) for p in error.path])
-    if schema_errors:
-        raise ManifestError({"field": field_name(*error.path), "message": error.message} for error in schema_errors)
+    _check_structure(manifest)
+    _raise_if_any(_content_errors(manifest))
+    return _with_defaults(manifest)
 
+
+def validate_plugin(manifest, files):
+    """Check the manifest and the code it describes; return the manifest with defaults.
+
+    `files` maps relative paths to text. Every `.py` file must compile and
+    every handler must be a top-level function of the entrypoint.
+    """
+    _check_structure(manifest)
+    _raise_if_any(_content_errors(manifest) + _code_errors(manifest, files))
+    return _with_defaults(manifest)
+
+
+def _raise_if_any(errors):
+    if errors:
+        raise ManifestError(errors)
+
+
+def _check_structure(manifest):
+    # Nothing else can be checked in a manifest of the wrong shape.
+    errors = sorted(_manifest_validator.iter_errors(manifest), key=lambda error: [str(part) for part in error.path])
+    _raise_if_any([{"field": field_name(*error.path), "message": error.message} for error in errors])
+
+
+def _content_errors(manifest):
+    """What the schema cannot say: params schemas, examples and domains."""
     errors = []
     for name, action in manifest["actions"].items():
         errors += _action_schema_errors(name, action)
@@ -168,9 +215,7 @@ def validate_manifest(manifest):
             normalize_domain_entry(domain)
         except ValueError as exc:
             errors.append({"field": field_name("network", "allowedDomains", index), "message": str(exc)})
-    if errors:
-        raise ManifestError(errors)
-    return _with_defaults(manifest)
+    return errors
 
 
 def _action_schema_errors(name, action):
@@ -196,6 +241,45 @@ def _action_schema_errors(name, action):
     return errors
 
 
+def _code_errors(manifest, files):
+    """Sources that do not compile, a missing entrypoint, handlers it does not define."""
+    errors = []
+    trees = {}
+    for path, source in sorted(files.items()):
+        if not path.endswith(".py"):
+            continue
+        try:
+            trees[path] = _compiled_tree(path, source)
+        except SyntaxError as exc:
+            location = f"line {exc.lineno}: " if exc.lineno else ""
+            errors.append({"field": path, "message": f"{location}{exc.msg}"})
+        except (ValueError, RecursionError, MemoryError) as exc:
+            errors.append({"field": path, "message": f"does not compile: {exc or type(exc).__name__}"})
+
+    entrypoint = manifest["entrypoint"]
+    if entrypoint not in files:
+        listing = ", ".join(sorted(files))
+        errors.append({"field": "entrypoint", "message": f"{entrypoint} is not among the plugin's files ({listing})"})
+    elif entrypoint in trees:
+        defined = _top_level_functions(trees[entrypoint])
+        for name, action in manifest["actions"].items():
+            if action["handler"] not in defined:
+                message = f"{action['handler']!r} is not a top-level function (def or async def) in {entrypoint}"
+                errors.append({"field": field_name("actions", name, "handler"), "message": message})
+    return errors
+
+
+def _compiled_tree(path, source):
+    """Parse and compile the source (compiling catches errors parsing alone misses)."""
+    tree = ast.parse(source, filename=path)
+    compile(tree, path, "exec")
+    return tree
+
+
+def _top_level_functions(tree):
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
 def _with_defaults(manifest):
     complete = copy.deepcopy(manifest)
     _fill_defaults(complete, MANIFEST_SCHEMA["properties"])
@@ -208,53 +292,3 @@ def _fill_defaults(instance, properties):
     for key, subschema in properties.items():
         if key not in instance and "default" in subschema:
             instance[key] = copy.deepcopy(subschema["default"])
-
-
-def validate_plugin(manifest, files):
-    """Check the manifest and the code it describes; return the manifest with defaults.
-
-    `files` maps relative paths to text. Every `.py` file must compile and
-    every handler must be a top-level function of the entrypoint.
-    """
-    manifest = validate_manifest(manifest)
-    errors = []
-    trees = {}
-    for path, source in sorted(files.items()):
-        if path.endswith(".py"):
-            try:
-                trees[path] = _compiled_tree(path, source)
-            except SyntaxError as exc:
-                location = f"line {exc.lineno}: " if exc.lineno else ""
-                errors.append({"field": path, "message": f"{location}{exc.msg}"})
-            except (ValueError, RecursionError, MemoryError) as exc:
-                errors.append({"field": path, "message": f"does not compile: {exc or type(exc).__name__}"})
-
-    entrypoint = manifest["entrypoint"]
-    if entrypoint not in files:
-        errors.append(
-            {"field": "entrypoint", "message": f"{entrypoint} is not among the plugin's files ({', '.join(sorted(files))})"}
-        )
-    elif entrypoint in trees:
-        defined = _top_level_functions(trees[entrypoint])
-        for name, action in manifest["actions"].items():
-            if action["handler"] not in defined:
-                errors.append(
-                    {
-                        "field": field_name("actions", name, "handler"),
-                        "message": f"{action['handler']!r} is not a top-level function (def or async def) in {entrypoint}",
-                    }
-                )
-    if errors:
-        raise ManifestError(errors)
-    return manifest
-
-
-def _compiled_tree(path, source):
-    """Parse and compile the source (compiling catches errors parsing alone misses)."""
-    tree = ast.parse(source, filename=path)
-    compile(tree, path, "exec")
-    return tree
-
-
-def _top_level_functions(tree):
-    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}

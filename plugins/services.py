@@ -90,9 +90,9 @@ def _make_active(version):
     PluginVersion.objects.filter(plugin_id=version.plugin_id, is_active=True).exclude(pk=version.pk).update(
         is_active=False
     )
-    if not version.is_active:
-        version.is_active = True
-        version.save(update_fields=["is_active"])
+    # By primary key, not by the instance's flag, which may be stale.
+    PluginVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.is_active = True
 
 
 def set_plugin_enabled(plugin, enabled):

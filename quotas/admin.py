@@ -1,3 +1,91 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
 
-# Register your models here.
+from .enforcement import utc_today
+from .models import ApiKey, DailyUsage, Organization, Tier
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    list_display = ["name", "daily_limit", "concurrent_limit", "priority", "max_memory_mb"]
+    list_editable = ["daily_limit", "concurrent_limit", "priority", "max_memory_mb"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "tier", "owner_email", "usage_today"]
+    list_filter = ["tier"]
+    list_select_related = ["tier"]
+    search_fields = ["slug", "name", "owner_email"]
+    readonly_fields = ["created_at"]
+
+    def get_queryset(self, request):
+        today = DailyUsage.objects.filter(organization=OuterRef("pk"), day=utc_today())
+        return super().get_queryset(request).annotate(today_count=Subquery(today.values("count")[:1]))
+
+    @admin.display(description="Executions today (UTC)", ordering="today_count")
+    def usage_today(self, organization):
+        used = organization.today_count or 0
+        limit = organization.daily_limit
+        return f"{used} / {limit}" if limit is not None else f"{used} / unlimited"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "organization", "name", "is_staff", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["is_staff", ("revoked_at", admin.EmptyFieldListFilter), "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["prefix", "name", "organization__slug"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name", "is_staff"]
+        return [
+            "organization", "name", "is_staff", "prefix", "hashed_secret", "created_at", "last_used_at", "revoked_at",
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        # A key belongs to one organization for life; issue a new one instead.
+        return ["organization", "prefix", "hashed_secret", "created_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        issued, plaintext = ApiKey.issue(obj.organization, name=obj.name, is_staff=obj.is_staff)
+        obj.pk = issued.pk
+        obj.refresh_from_db()
+        messages.success(
+            request,
+            f"The new API key for {obj.organization.slug} is {plaintext} — copy it now: "
+            "only its hash is stored, so it cannot be shown again.",
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for key in keys:
+            key.revoke()
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(admin.ModelAdmin):
+    """Counts move only through atomic updates in quotas.enforcement, never by hand."""
+
+    list_display = ["organization", "day", "count"]
+    list_filter = ["day", "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["organization__slug"]
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

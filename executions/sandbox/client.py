@@ -65,6 +65,10 @@ class RunResult:
         return json.loads(self.result_json) if self.result_json is not None else None
 
 
+def _non_negative(value):
+    return float(value) if isinstance(value, (int, float)) and value >= 0 else 0.0
+
+
 def _error(error_type, message, status="error", **kwargs):
     return RunResult(status=status, error_type=error_type, message=message, **kwargs)
 
@@ -103,6 +107,7 @@ class ForkServerClient:
         self.slot = None
         self.layers = {}
         self.pid = None
+        self.run_counter = 0
 
     # -- life cycle -----------------------------------------------------------
 
@@ -175,45 +180,62 @@ class ForkServerClient:
     def run(self, request, egress_handler=None):
         """Run one action; never raises for anything the plugin does."""
         self.ensure_started()
+        self.run_counter += 1
+        run_id = self.run_counter
         host_channel, child_channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            header = json.dumps({"timeoutMs": request.timeout_ms, "memoryBytes": request.memory_bytes}).encode()
+            header = json.dumps(
+                {"runId": run_id, "timeoutMs": request.timeout_ms, "memoryBytes": request.memory_bytes}
+            ).encode()
+            outgoing = bytearray(self._request_frame(request))
+            # Most requests fit the socket buffer: written before the child
+            # exists, they are waiting for it when it starts reading.
+            host_channel.setblocking(False)
+            try:
+                del outgoing[: host_channel.send(outgoing)]
+            except BlockingIOError:
+                pass
+            started = time.monotonic()
             try:
                 socket.send_fds(self.control, [header], [child_channel.fileno()])
             except OSError:
                 self.stop()
                 return _error("WORKER_CRASHED", "the sandbox fork-server went away; it will be restarted")
             child_channel.close()
-            return self._exchange(host_channel, request, egress_handler)
+            return self._exchange(host_channel, outgoing, request, egress_handler, started, run_id)
         finally:
             host_channel.close()
             child_channel.close()
 
-    def _exchange(self, channel, request, egress_handler):
-        outgoing = bytearray(
-            protocol.encode_frame(
-                {
-                    "executionId": request.execution_id,
-                    "actorId": request.actor_id,
-                    "files": request.files,
-                    "entrypoint": request.entrypoint,
-                    "handler": request.handler,
-                    "params": request.params,
-                    "secrets": request.secrets,
-                    "maxResultBytes": request.max_result_bytes,
-                    "maxLogBytes": request.max_log_bytes,
-                }
-            )
+    @staticmethod
+    def _request_frame(request):
+        return protocol.encode_frame(
+            {
+                "executionId": request.execution_id,
+                "actorId": request.actor_id,
+                "files": request.files,
+                "entrypoint": request.entrypoint,
+                "handler": request.handler,
+                "params": request.params,
+                "secrets": request.secrets,
+                "maxResultBytes": request.max_result_bytes,
+                "maxLogBytes": request.max_log_bytes,
+            }
         )
+
+    def _exchange(self, channel, outgoing, request, egress_handler, started, run_id):
+        """Feed the child its request, serve its egress requests, and collect
+        its answer. A run is answered as soon as the child has sent its result
+        and shut its channel; the fork-server's report of the reaped child is
+        awaited only when there is no such answer (crash, kill, timeout)."""
         # The child is untrusted: cap what we are willing to buffer from it.
         reader = protocol.FrameReader(max_frame_bytes=request.max_result_bytes * 2 + request.max_log_bytes * 8 + (1 << 20))
-        channel.setblocking(False)
-        deadline = time.monotonic() + request.timeout_ms / 1000 + REPORT_GRACE_SECONDS
+        deadline = started + request.timeout_ms / 1000 + REPORT_GRACE_SECONDS
         outcome = None
         report = None
         channel_open = True
         overflow = False
-        while report is None or channel_open:
+        while channel_open or (report is None and outcome is None):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.stop()
@@ -225,8 +247,9 @@ class ForkServerClient:
             readable, writable, _ = select.select(readers, writers, [], remaining)
             if writable:
                 try:
-                    sent = channel.send(outgoing)
-                    del outgoing[:sent]
+                    del outgoing[: channel.send(outgoing)]
+                except BlockingIOError:
+                    pass
                 except (BrokenPipeError, ConnectionResetError):
                     outgoing.clear()
             if self.control in readable:
@@ -234,11 +257,15 @@ class ForkServerClient:
                 if not message:
                     self.stop()
                     return _error("WORKER_CRASHED", "the sandbox fork-server exited during the run")
-                report = json.loads(message)
+                message = json.loads(message)
+                if message.get("runId") == run_id:
+                    report = message
             if channel in readable:
                 try:
                     data = channel.recv(1 << 20)
-                except (ConnectionResetError, BlockingIOError):
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
                     data = b""
                 if not data:
                     channel_open = False
@@ -256,14 +283,20 @@ class ForkServerClient:
                 except (protocol.ProtocolError, ValueError):
                     overflow = True
                     channel_open = False
-        return self._interpret(report, outcome, overflow, request)
+        wall_ms = (time.monotonic() - started) * 1000
+        return self._interpret(report, outcome, overflow, request, wall_ms)
 
     @staticmethod
-    def _interpret(report, outcome, overflow, request):
+    def _interpret(report, outcome, overflow, request, wall_ms):
+        if report is None:
+            # Answered early: the child's own account of its usage is all
+            # there is yet; it only concerns the plugin's own run.
+            usage = outcome.get("usage") if isinstance(outcome.get("usage"), dict) else {}
+            report = {"exitCode": 0, "cpuMs": usage.get("cpuMs"), "maxRssBytes": usage.get("maxRssBytes")}
         measures = {
-            "wall_ms": report.get("wallMs", 0.0),
-            "cpu_ms": report.get("cpuMs", 0.0),
-            "max_rss_bytes": report.get("maxRssBytes", 0),
+            "wall_ms": wall_ms,
+            "cpu_ms": _non_negative(report.get("cpuMs")),
+            "max_rss_bytes": int(_non_negative(report.get("maxRssBytes"))),
         }
         seconds = request.timeout_ms / 1000
         if report.get("timedOut") or report.get("signal") == signal.SIGXCPU:

@@ -176,17 +176,17 @@ def _cgroup_v2_root():
 
 
 @dataclass
-class CgroupSlot:
-    """The cgroup directories one fork-server's runs are placed in.
+class RunCgroup:
+    """One cgroup (per controller) that a run's child is moved into.
 
     Held as directory descriptors, opened before the fork-server pivots away
-    from the host's /sys; each run's child writes itself into `cgroup.procs`
-    while it is still root.
+    from the host's /sys, and written by the fork-server (root) only.
     """
 
     version: int
     dir_fds: dict = field(default_factory=dict)
-    procs_fds: dict = field(default_factory=dict)
+    limits: tuple = ()
+    oom_kills_seen: int = 0
 
     @property
     def controllers(self):
@@ -194,8 +194,6 @@ class CgroupSlot:
 
     def add(self, controller, directory):
         self.dir_fds[controller] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if self.version == 1 or not self.procs_fds:
-            self.procs_fds[controller] = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
 
     def write(self, controller, name, value):
         fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
@@ -221,30 +219,43 @@ class CgroupSlot:
             return False
         return True
 
+    def adopt(self, pid):
+        """Move `pid` in; in cgroup v2 one write covers every controller."""
+        for controller in ([next(iter(self.dir_fds))] if self.version == 2 else self.dir_fds):
+            self.write(controller, "cgroup.procs", pid)
+
     def set_limits(self, memory_bytes, pids, cpu_quota_fraction=1.0):
+        if self.limits == (memory_bytes, pids, cpu_quota_fraction):
+            return
         period = 100000
         quota = int(period * cpu_quota_fraction)
-        if self.version == 1:
-            if "memory" in self.dir_fds:
+        if "memory" in self.dir_fds:
+            if self.version == 1:
                 self.write("memory", "memory.limit_in_bytes", memory_bytes)
-                try:
-                    self.write("memory", "memory.max_usage_in_bytes", 0)
-                except OSError:
-                    pass
-            if "pids" in self.dir_fds:
-                self.write("pids", "pids.max", pids)
-            if "cpu" in self.dir_fds:
-                self.write("cpu", "cpu.cfs_period_us", period)
-                self.write("cpu", "cpu.cfs_quota_us", quota)
-        else:
-            if "memory" in self.dir_fds:
+            else:
                 self.write("memory", "memory.max", memory_bytes)
                 if self.has("memory", "memory.swap.max"):
                     self.write("memory", "memory.swap.max", 0)
-            if "pids" in self.dir_fds:
-                self.write("pids", "pids.max", pids)
-            if "cpu" in self.dir_fds:
+        if "pids" in self.dir_fds:
+            self.write("pids", "pids.max", pids)
+        if "cpu" in self.dir_fds:
+            if self.version == 1:
+                self.write("cpu", "cpu.cfs_period_us", period)
+                self.write("cpu", "cpu.cfs_quota_us", quota)
+            else:
                 self.write("cpu", "cpu.max", f"{quota} {period}")
+        self.limits = (memory_bytes, pids, cpu_quota_fraction)
+
+    def was_oom_killed(self):
+        """Whether the memory controller killed something since the last look.
+
+        Only asked about a child that died of SIGKILL, the OOM killer's signal,
+        so the common path reads nothing.
+        """
+        count = self.oom_kills()
+        killed = count > self.oom_kills_seen
+        self.oom_kills_seen = count
+        return killed
 
     def oom_kills(self):
         if "memory" not in self.dir_fds:
@@ -257,53 +268,61 @@ class CgroupSlot:
         return 0
 
     def kill_all(self):
-        """Kill whatever is left in the run's cgroups (nothing, unless a layer failed)."""
-        for controller in self.dir_fds:
-            if self.version == 2 and self.has(controller, "cgroup.kill"):
-                try:
-                    self.write(controller, "cgroup.kill", 1)
-                except OSError:
-                    pass
-                continue
-            for line in self.read(controller, "cgroup.procs").split():
-                try:
-                    os.kill(int(line), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+        """Kill whatever is left inside (nothing, unless a layer failed).
 
-
-def create_cgroup_slot(name):
-    """Make (or reuse) this slot's cgroups under every controller we can write."""
-    root_v2, available_v2 = _cgroup_v2_root()
-    if root_v2 and available_v2 & set(CGROUP_CONTROLLERS):
-        parent = os.path.join(root_v2, "plugin-sandbox")
-        os.makedirs(parent, exist_ok=True)
-        wanted = " ".join(f"+{c}" for c in CGROUP_CONTROLLERS if c in available_v2)
-        for directory in (root_v2, parent):
+        Every controller holds the same processes, so one listing is enough.
+        """
+        controller = next(iter(self.dir_fds))
+        if self.version == 2 and self.has(controller, "cgroup.kill"):
             try:
-                with open(os.path.join(directory, "cgroup.subtree_control"), "w") as handle:
-                    handle.write(wanted)
+                self.write(controller, "cgroup.kill", 1)
             except OSError:
                 pass
-        run_dir = os.path.join(parent, name)
+            return
+        for line in self.read(controller, "cgroup.procs").split():
+            try:
+                os.kill(int(line), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+def _enable_v2_controllers(root, path, wanted):
+    """cgroup v2 delegates a controller one level at a time, from the root down."""
+    directory = root
+    for part in [""] + path.split("/")[:-1]:
+        directory = os.path.join(directory, part) if part else directory
+        try:
+            with open(os.path.join(directory, "cgroup.subtree_control"), "w") as handle:
+                handle.write(wanted)
+        except OSError:
+            pass
+
+
+def create_run_cgroup(path):
+    """Make (or reuse) `plugin-sandbox/<path>` under every controller we can write."""
+    root_v2, available_v2 = _cgroup_v2_root()
+    relative = f"plugin-sandbox/{path}"
+    if root_v2 and available_v2 & set(CGROUP_CONTROLLERS):
+        run_dir = os.path.join(root_v2, relative)
         os.makedirs(run_dir, exist_ok=True)
-        slot = CgroupSlot(version=2)
+        _enable_v2_controllers(root_v2, relative, " ".join(f"+{c}" for c in CGROUP_CONTROLLERS if c in available_v2))
+        cgroup = RunCgroup(version=2)
         for controller in CGROUP_CONTROLLERS:
             if controller in available_v2:
-                slot.add(controller, run_dir)
-        return slot
-    slot = CgroupSlot(version=1)
+                cgroup.add(controller, run_dir)
+        return cgroup
+    cgroup = RunCgroup(version=1)
     for controller in CGROUP_CONTROLLERS:
         mount_point = os.path.join(CGROUP_V1_ROOT, controller)
         if not os.path.exists(os.path.join(mount_point, "cgroup.procs")):
             continue
-        run_dir = os.path.join(mount_point, "plugin-sandbox", name)
+        run_dir = os.path.join(mount_point, relative)
         try:
             os.makedirs(run_dir, exist_ok=True)
-            slot.add(controller, run_dir)
+            cgroup.add(controller, run_dir)
         except OSError:
             continue
-    return slot
+    return cgroup
 
 
 # --- the filesystem view -----------------------------------------------------
@@ -475,18 +494,28 @@ class ChildLimits:
     max_tasks: int = 16
 
 
-def set_rlimits(limits, address_space_base):
-    def cap(which, value):
-        resource.setrlimit(which, (value, value))
+def _cap(which, value):
+    resource.setrlimit(which, (value, value))
 
-    cap(resource.RLIMIT_AS, address_space_base + limits.memory_bytes)
-    cap(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
-    cap(resource.RLIMIT_FSIZE, 0)
-    cap(resource.RLIMIT_CORE, 0)
-    cap(resource.RLIMIT_NOFILE, limits.max_open_files)
-    cap(resource.RLIMIT_NPROC, limits.max_tasks)
-    cap(resource.RLIMIT_MEMLOCK, 0)
-    cap(resource.RLIMIT_MSGQUEUE, 0)
+
+def set_fixed_rlimits(limits):
+    """The limits every run shares, set once on the fork-server and inherited.
+
+    Harmless to the fork-server itself: it writes no regular file, keeps few
+    descriptors, and as root is not counted by RLIMIT_NPROC.
+    """
+    _cap(resource.RLIMIT_FSIZE, 0)
+    _cap(resource.RLIMIT_CORE, 0)
+    _cap(resource.RLIMIT_NOFILE, limits.max_open_files)
+    _cap(resource.RLIMIT_NPROC, limits.max_tasks)
+    _cap(resource.RLIMIT_MEMLOCK, 0)
+    _cap(resource.RLIMIT_MSGQUEUE, 0)
+
+
+def set_run_rlimits(limits, address_space_base):
+    """The limits that depend on the run: memory and CPU time."""
+    _cap(resource.RLIMIT_AS, address_space_base + limits.memory_bytes)
+    _cap(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
 
 
 def close_fds_except(keep):

@@ -3,16 +3,21 @@
 holds no settings, keys or database connections.
 
 Once, at start-up, it enters its own pid/mount/net/ipc/uts namespaces (it is
-pid 1 of its pid namespace, so every run it forks is invisible to the host and
-dies with it), pivots into a read-only view of the standard library, compiles
-the seccomp program and the Landlock ruleset, and makes its slot's cgroups.
-Then, for each run, it receives a channel socket from the host, forks a child
-that applies the per-run layers and serves the run on that channel, enforces
-the wall-clock limit, reaps it and reports how it ended. The fork-server
-itself never sees params, secrets or results: those travel on the channel
-between the host and the child.
+pid 1 of its pid namespace, so every child is invisible to the host and dies
+with it), pivots into a read-only view of the standard library, compiles the
+seccomp program and the Landlock ruleset, and makes its slot's cgroups.
+
+Each run gets a fresh child, used once. The child is forked *ahead* of its
+run: a spare that has already entered every per-process layer (own session,
+slot uid, no_new_privs, Landlock domain, closed descriptors, seccomp) and
+waits for its run. When a run arrives the fork-server moves the spare into a
+run cgroup, hands it the run's limits and channel, and forks the next spare
+while this one runs, so neither the fork nor the layers are on the run's
+path. The fork-server never sees params, secrets or results: those travel
+on the channel between the host and the child.
 """
 
+import gc
 import json
 import os
 import select
@@ -20,37 +25,68 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import confine  # noqa: E402
-import protocol  # noqa: E402
 import runtime  # noqa: E402
 
-# Imported here so that runs don't pay for them: the modules plugins most use.
+# Imported once here so that runs don't pay for them: what plugins use most.
+# Kept small on purpose: fork and exit cost grows with the fork-server's
+# memory (asyncio alone, through OpenSSL, doubles the fork time).
 PREIMPORTED = (
-    "asyncio", "base64", "bisect", "calendar", "collections", "contextlib", "copy", "csv", "dataclasses",
-    "datetime", "decimal", "difflib", "enum", "fractions", "functools", "hashlib", "heapq", "hmac", "html",
-    "ipaddress", "itertools", "math", "numbers", "operator", "pprint", "random", "re", "secrets",
-    "statistics", "string", "struct", "textwrap", "time", "typing", "unicodedata", "urllib.parse", "uuid",
-    "zlib", "encodings.idna",
+    "collections", "copy", "datetime", "functools", "itertools", "math", "re", "statistics", "string",
+    "unicodedata", "urllib.parse",
 )
 
 SANDBOX_ROOT = "/run/plugin-sandbox-root"
+# Two run cgroups per slot: a run's child may still be exiting when the next
+# run starts, and each must be accounted and killed on its own.
+RUN_CGROUPS = ("a", "b")
+ALWAYS_ACTIVE = ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs")
+
+
+@dataclass
+class Spare:
+    pid: int
+    sock: socket.socket
+
+    def alive(self):
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+
+@dataclass
+class Run:
+    run_id: int
+    pid: int
+    pidfd: int
+    cgroup: object
+    deadline: float
+    started: float
+    timed_out: bool = False
+    superseded: bool = False
 
 
 class Server:
     def __init__(self, config):
         self.config = config
         self.control = socket.socket(fileno=config["controlFd"])
-        self.layers = {name: (True, "") for name in ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs")}
+        self.layers = {name: (True, "") for name in ALWAYS_ACTIVE}
         self.uid = config["uid"]
         self.gid = config["gid"]
-        self.cgroup = None
+        self.cgroups = []
         self.seccomp_prog = None
         self.landlock_fd = None
         self.devnull = None
         self.address_space_base = 0
+        self.spare = None
+        self.runs = []
+
+    # -- start-up ---------------------------------------------------------------
 
     def mark(self, name, ok, why=""):
         self.layers[name] = (ok, "" if ok else why)
@@ -69,21 +105,27 @@ class Server:
     def setup(self):
         os.environ.clear()
         is_root = os.geteuid() == 0
-        if not is_root:
-            for name in ("unprivileged_uid", "pid_namespace", "net_namespace", "mount_namespace", "ipc_namespace", "uts_namespace", "readonly_root", "cgroup_memory", "cgroup_pids", "cgroup_cpu"):
-                self.mark(name, False, "the fork-server is not root")
-        else:
+        if is_root:
             self.mark("unprivileged_uid", True)
-            self.cgroup = self.try_layer((), lambda: confine.create_cgroup_slot(self.config["slot"]))
+            slot = self.config["slot"]
+            self.cgroups = [
+                cgroup for cgroup in (
+                    self.try_layer((), lambda name=name: confine.create_run_cgroup(f"{slot}/{name}")) for name in RUN_CGROUPS
+                ) if cgroup is not None
+            ]
             for controller in confine.CGROUP_CONTROLLERS:
-                ok = bool(self.cgroup and controller in self.cgroup.controllers)
+                ok = len(self.cgroups) == len(RUN_CGROUPS) and all(controller in c.controllers for c in self.cgroups)
                 self.mark(f"cgroup_{controller}", ok, f"no writable {controller} cgroup controller")
+        else:
+            for name in ("unprivileged_uid", "pid_namespace", "net_namespace", "mount_namespace", "ipc_namespace",
+                         "uts_namespace", "readonly_root", "cgroup_memory", "cgroup_pids", "cgroup_cpu"):
+                self.mark(name, False, "the fork-server is not root")
         for module in PREIMPORTED:
             __import__(module)
         try:
             self.seccomp_prog = confine.compile_seccomp_filter(self.config.get("seccompModulePath"))
             self.mark("seccomp", True)
-        except Exception as error:  # libseccomp missing or refusing: reported, not fatal here
+        except Exception as error:  # libseccomp missing or refusing: reported, and required by default
             self.mark("seccomp", False, f"cannot compile the seccomp filter: {error}")
         self.devnull = os.open("/dev/null", os.O_RDWR)
         with open("/proc/self/statm") as statm:
@@ -95,6 +137,7 @@ class Server:
             self.landlock_fd = self.try_layer(("landlock",), lambda: confine.create_landlock_ruleset(abi))
         else:
             self.mark("landlock", False, "the kernel offers no Landlock")
+        confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0))
 
     def enter_namespaces(self):
         """Become pid 1 of new namespaces, then pivot into the read-only view."""
@@ -114,7 +157,7 @@ class Server:
             self.mark("pid_namespace", True)
             inner = os.fork()
             if inner:
-                # The outer process only keeps the namespace's init company and
+                # The outer process only waits for the namespace's init and
                 # passes on its fate; it holds no run state.
                 self.control.close()
                 _, status = os.waitpid(inner, 0)
@@ -128,78 +171,138 @@ class Server:
         active = {name: {"active": ok, "reason": why} for name, (ok, why) in self.layers.items()}
         self.control.send(json.dumps({"ready": True, "pid": os.getpid(), "layers": active}).encode())
 
-    def serve(self):
-        while True:
-            try:
-                message, fds, _, _ = socket.recv_fds(self.control, 65536, 1)
-            except (ConnectionError, OSError):
-                return
-            if not message:
-                return
-            request = json.loads(message)
-            if not fds:
-                continue
-            report = self.run_one(fds[0], request)
-            try:
-                self.control.send(json.dumps(report).encode())
-            except OSError:
-                return
+    # -- the loop ---------------------------------------------------------------
 
-    def run_one(self, channel_fd, request):
-        limits = confine.ChildLimits(
-            memory_bytes=request["memoryBytes"],
-            cpu_seconds=int(request["timeoutMs"] / 1000) + 1,
-        )
-        if self.cgroup:
-            self.cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
-            oom_before = self.cgroup.oom_kills()
+    def serve(self):
+        self.spare = self.make_spare()
+        while True:
+            now = time.monotonic()
+            pending = [run for run in self.runs if not run.timed_out]
+            timeout = max(0.0, min(run.deadline for run in pending) - now) if pending else None
+            readable, _, _ = select.select([self.control] + [run.pidfd for run in self.runs], [], [], timeout)
+            # A waiting run comes first; reaping finished ones can wait.
+            if self.control in readable:
+                try:
+                    message, fds, _, _ = socket.recv_fds(self.control, 65536, 1)
+                except OSError:
+                    return
+                if not message:
+                    return
+                if fds:
+                    self.start_run(fds[0], json.loads(message))
+            for run in list(self.runs):
+                if run.pidfd in readable:
+                    self.reap(run)
+            now = time.monotonic()
+            for run in self.runs:
+                if not run.timed_out and now >= run.deadline:
+                    run.timed_out = True
+                    self.kill(run)
+
+    def kill(self, run):
+        try:
+            os.kill(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def free_cgroup(self):
+        """A run cgroup no live child is in, waiting for a dying one if need be."""
+        while True:
+            busy = {id(run.cgroup) for run in self.runs}
+            for cgroup in self.cgroups:
+                if id(cgroup) not in busy:
+                    return cgroup
+            oldest = self.runs[0]
+            select.select([oldest.pidfd], [], [], 5.0)
+            self.reap(oldest)
+
+    def start_run(self, channel_fd, request):
+        previous = [run for run in self.runs if not run.superseded]
+        limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
+        cgroup = self.free_cgroup() if self.cgroups else None
+        if cgroup is not None:
+            cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
+        spare = self.spare if self.spare.alive() else self.make_spare()
+        if cgroup is not None:
+            cgroup.adopt(spare.pid)
+        assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds}).encode()
+        socket.send_fds(spare.sock, [assignment], [channel_fd])
         started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                self.enter_child(channel_fd, limits)
-                runtime.serve_one_run(socket.socket(fileno=channel_fd))
-            finally:
-                os._exit(4)
         os.close(channel_fd)
-        timed_out = self.wait_for_exit(pid, request["timeoutMs"] / 1000)
-        _, status, usage = os.wait4(pid, 0)
-        wall_ms = (time.monotonic() - started) * 1000
+        spare.sock.close()
+        self.runs.append(
+            Run(
+                run_id=request["runId"],
+                pid=spare.pid,
+                pidfd=os.pidfd_open(spare.pid),
+                cgroup=cgroup,
+                deadline=started + request["timeoutMs"] / 1000,
+                started=started,
+            )
+        )
+        # The host sends a run only once it has the previous answer: a child
+        # still alive now is exiting, or is a plugin that lied about being done.
+        for run in previous:
+            run.superseded = True
+            self.kill(run)
+        self.spare = self.make_spare()
+
+    def reap(self, run):
+        _, status, usage = os.wait4(run.pid, 0)
+        os.close(run.pidfd)
+        self.runs.remove(run)
         oom_killed = False
-        if self.cgroup:
-            self.cgroup.kill_all()
-            oom_killed = self.cgroup.oom_kills() > oom_before
-        return {
-            "pid": pid,
+        if run.cgroup is not None:
+            run.cgroup.kill_all()
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and not run.timed_out:
+                oom_killed = run.cgroup.was_oom_killed()
+        if run.superseded:
+            return
+        report = {
+            "runId": run.run_id,
+            "pid": run.pid,
             "exitCode": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "timedOut": timed_out,
+            "timedOut": run.timed_out,
             "oomKilled": oom_killed,
-            "wallMs": round(wall_ms, 3),
+            "wallMs": round((time.monotonic() - run.started) * 1000, 3),
             "cpuMs": round((usage.ru_utime + usage.ru_stime) * 1000, 3),
             "maxRssBytes": usage.ru_maxrss * 1024,
         }
-
-    def wait_for_exit(self, pid, timeout_seconds):
-        pidfd = os.pidfd_open(pid)
         try:
-            ready, _, _ = select.select([pidfd], [], [], timeout_seconds)
-        finally:
-            os.close(pidfd)
-        if ready:
-            return False
-        os.kill(pid, signal.SIGKILL)
-        return True
+            self.control.send(json.dumps(report).encode())
+        except OSError:
+            pass
 
-    def enter_child(self, channel_fd, limits):
-        """Per-run layers, in an order where each step still has the right it
-        needs: cgroup join and uid switch as root, then no_new_privs, Landlock,
-        closing descriptors, and seccomp last."""
+    # -- the child --------------------------------------------------------------
+
+    def make_spare(self):
+        server_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.confine_child(child_end.fileno())
+                runtime.warm_up()
+                message, fds, _, _ = socket.recv_fds(child_end, 4096, 1)
+                if not fds:
+                    os._exit(0)
+                assignment = json.loads(message)
+                confine.set_run_rlimits(
+                    confine.ChildLimits(memory_bytes=assignment["memoryBytes"], cpu_seconds=assignment["cpuSeconds"]),
+                    self.address_space_base,
+                )
+                child_end.close()
+                runtime.serve_one_run(socket.socket(fileno=fds[0]))
+            finally:
+                os._exit(4)
+        child_end.close()
+        return Spare(pid=pid, sock=server_end)
+
+    def confine_child(self, keep_fd):
+        """Per-process layers, in an order where each step still has the right
+        it needs: uid switch as root, then no_new_privs, Landlock, closing
+        descriptors, and seccomp last. Runs before any plugin code exists here."""
         os.setsid()
-        if self.cgroup:
-            for fd in self.cgroup.procs_fds.values():
-                os.write(fd, b"0")
-        confine.set_rlimits(limits, self.address_space_base)
         if self.layers["unprivileged_uid"][0]:
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)
@@ -210,7 +313,7 @@ class Server:
             confine.landlock_restrict_self(self.landlock_fd)
         for target in (0, 1, 2):
             os.dup2(self.devnull, target)
-        confine.close_fds_except([channel_fd])
+        confine.close_fds_except([keep_fd])
         os.chdir("/")
         if self.seccomp_prog is not None:
             confine.load_seccomp(self.seccomp_prog[0])
@@ -221,6 +324,9 @@ def main():
     confine.die_with_parent()
     server = Server(config)
     server.setup()
+    # Objects alive now are never collected: a child's garbage collector then
+    # leaves them alone instead of touching (and so copying) every page.
+    gc.freeze()
     server.report_ready()
     server.serve()
 

@@ -15,7 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path", help="A .zip archive, a plugin folder, or a single .py file.")
         parser.add_argument("--activate", action="store_true", help="Make it the version that runs by default.")
-        parser.add_argument("--owner", metavar="ORG_SLUG", help="The organization owning the plugin; public if omitted.")
+        parser.add_argument(
+            "--owner", metavar="ORG_SLUG", help="The organization owning the plugin; public if omitted."
+        )
         parser.add_argument("--manifest", help="The plugin.json of a single .py file, when it is not beside it.")
 
     def handle(self, *args, path, activate, owner, manifest, **options):

@@ -20,5 +20,7 @@ class Command(BaseCommand):
             raise CommandError(f"no organization {organization!r}")
         record, key = ApiKey.issue(owner, name=name, is_staff=staff)
         kind = "staff API key" if staff else "API key"
-        self.stdout.write(f"Issued {kind} {record.prefix} ({name}) for {owner.slug}; it is not shown again.")
+        self.stdout.write(
+            f"Issued {kind} {record.prefix} ({name}) for {owner.slug}. Store it now: it cannot be shown again."
+        )
         self.stdout.write(key)

@@ -1,0 +1,285 @@
+"""Helpers for tests/test_hostile_plugins.py: pure Python, no Django.
+
+The plugins below run inside the real sandbox (ForkServerClient); the helpers
+here run on the host and look at what the plugin could or could not touch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from executions.sandbox.client import ForkServerClient, RunRequest, RunResult  # noqa: E402,F401
+from executions.sandbox.confine import ALL_LAYERS  # noqa: E402,F401
+
+CONTAINED_ERRORS = {"MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "WORKER_CRASHED", "PLUGIN_ERROR", "TIMEOUT"}
+
+# Prepended to every plugin: small tools a hostile plugin uses to try things
+# and report what it observed (never raising, so the run itself succeeds and
+# the test reads the plugin's own account).
+PRELUDE = r'''
+import ctypes as _ctypes
+import errno as _errno
+import gc as _gc
+import json as _json
+import os as _os
+import socket as _socket
+import struct as _struct
+
+def attempt(fn, *args, **kwargs):
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as error:
+        return {"blocked": True, "error": f"{type(error).__name__}: {error}"[:300]}
+    return {"blocked": False, "value": repr(value)[:300]}
+
+_LIBC = []
+
+def libc():
+    if not _LIBC:
+        _LIBC.append(_ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
+
+def c_call(name, *args, restype=_ctypes.c_long):
+    fn = getattr(libc(), name)
+    fn.restype = restype
+    _ctypes.set_errno(0)
+    ret = fn(*args)
+    err = _ctypes.get_errno()
+    return {"ret": ret, "errno": err, "errname": _errno.errorcode.get(err, str(err)), "blocked": ret == -1}
+
+def sys_call(number, *args):
+    conv = [_ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    return c_call("syscall", _ctypes.c_long(number), *conv)
+
+def channel(ctx):
+    """The run's channel to the host (the socket ctx.http talks on)."""
+    chan = getattr(getattr(ctx, "http", None), "_channel", None)
+    if chan is not None:
+        return chan
+    for obj in _gc.get_objects():
+        if isinstance(obj, _socket.socket) and obj.fileno() >= 0 and obj.family == _socket.AF_UNIX:
+            return obj
+    raise LookupError("no channel found")
+
+def send_raw_frame(ctx, payload_bytes):
+    channel(ctx).sendall(_struct.pack("!I", len(payload_bytes)) + payload_bytes)
+
+def send_json_frame(ctx, message):
+    send_raw_frame(ctx, _json.dumps(message, ensure_ascii=True).encode())
+'''
+
+
+def plugin(body: str) -> str:
+    """A plugin source: the prelude plus the attack body."""
+    return PRELUDE + "\n" + body
+
+
+def new_token(prefix="canary") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def make_request(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", **extra):
+    return RunRequest(
+        execution_id=str(uuid.uuid4()),
+        files={"plugin.py": source},
+        entrypoint="plugin.py",
+        handler=handler,
+        params=params if params is not None else {},
+        timeout_ms=timeout_ms,
+        memory_bytes=memory_mb * 1024 * 1024,
+        secrets=dict(secrets or {}),
+        **extra,
+    )
+
+
+def result_text(result: RunResult) -> str:
+    """Every field of a RunResult, as one string (for leak checks)."""
+    fields = dataclasses.asdict(result)
+    return json.dumps(fields, ensure_ascii=False, default=str)
+
+
+def utf8_clean(result: RunResult) -> list:
+    """The RunResult string fields that cannot be encoded as UTF-8 (lone
+    surrogates): the host would choke on them when storing or serving them."""
+    bad = []
+    for name in ("status", "error_type", "message", "traceback", "result_json"):
+        value = getattr(result, name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                bad.append(name)
+    for index, line in enumerate(result.logs):
+        try:
+            str(line).encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(f"logs[{index}]")
+    return bad
+
+
+# -- host-side process checks ---------------------------------------------------
+
+
+def server_pids(client: ForkServerClient) -> dict:
+    """The fork-server's host pids: the outer process and its namespace init."""
+    outer = client.process.pid if client.process else None
+    inner = []
+    if outer and psutil.pid_exists(outer):
+        inner = [child.pid for child in psutil.Process(outer).children(recursive=False)]
+    return {"outer": outer, "inner": tuple(inner), "ns_pid": client.pid}
+
+
+def alive(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def leftover_processes(client: ForkServerClient) -> list:
+    """Processes under the fork-server other than its namespace init (after a
+    run, the child has been reaped: nothing else may remain)."""
+    if not client.process:
+        return []
+    try:
+        descendants = psutil.Process(client.process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    inner = set(server_pids(client)["inner"])
+    return [p.pid for p in descendants if p.pid not in inner]
+
+
+class PeakRss:
+    """Samples this process's RSS in a thread: the peak growth over a block."""
+
+    def __init__(self, interval=0.005):
+        self.interval = interval
+        self.process = psutil.Process()
+        self.peak = 0
+        self.base = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.base = self.peak = self.process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    @property
+    def growth_mb(self):
+        return (self.peak - self.base) / (1024 * 1024)
+
+
+# -- host-side listeners ----------------------------------------------------------
+
+
+class Listeners:
+    """Real sockets on the host that a plugin might try to reach."""
+
+    def __init__(self, directory: Path, token: str):
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(16)
+        self.tcp.setblocking(False)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.setblocking(False)
+        self.tcp6 = None
+        try:
+            self.tcp6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            self.tcp6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.tcp6.bind(("::1", 0))
+            self.tcp6.listen(16)
+            self.tcp6.setblocking(False)
+        except OSError:
+            self.tcp6 = None
+        self.unix_path = str(directory / f"hostile-{token[-8:]}.sock")
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind(self.unix_path)
+        self.unix.listen(16)
+        self.unix.setblocking(False)
+        self.unix_dgram_path = str(directory / f"hostile-{token[-8:]}.dgram")
+        self.unix_dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.unix_dgram.bind(self.unix_dgram_path)
+        self.unix_dgram.setblocking(False)
+        self.abstract_name = f"\0hostile-host-{token[-12:]}"
+        self.abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.abstract.bind(self.abstract_name)
+        self.abstract.setblocking(False)
+
+    @property
+    def tcp_port(self):
+        return self.tcp.getsockname()[1]
+
+    @property
+    def udp_port(self):
+        return self.udp.getsockname()[1]
+
+    @property
+    def tcp6_port(self):
+        return self.tcp6.getsockname()[1] if self.tcp6 else 0
+
+    def addresses(self):
+        return {
+            "tcp_port": self.tcp_port,
+            "udp_port": self.udp_port,
+            "tcp6_port": self.tcp6_port,
+            "unix_path": self.unix_path,
+            "unix_dgram_path": self.unix_dgram_path,
+            "abstract_name": self.abstract_name,
+        }
+
+    def received(self) -> dict:
+        """What reached any listener since the last call (empty means nothing)."""
+        seen = {}
+        for name, sock in (("tcp", self.tcp), ("tcp6", self.tcp6), ("unix", self.unix)):
+            if sock is None:
+                continue
+            try:
+                conn, peer = sock.accept()
+            except (BlockingIOError, OSError):
+                continue
+            seen[name] = repr(peer)
+            conn.close()
+        for name, sock in (("udp", self.udp), ("unix_dgram", self.unix_dgram), ("abstract", self.abstract)):
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, OSError):
+                continue
+            seen[name] = data[:100]
+        return seen
+
+    def close(self):
+        for sock in (self.tcp, self.udp, self.tcp6, self.unix, self.unix_dgram, self.abstract):
+            if sock is not None:
+                sock.close()
+        for path in (self.unix_path, self.unix_dgram_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
