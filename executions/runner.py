@@ -5,6 +5,7 @@ whole life; the fork-server is started on first use and replaced if it dies.
 """
 
 import atexit
+import functools
 import threading
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from plugins.services import plugin_files
 from .egress_gateway import EgressGateway
 from .redaction import Redactor
 from .sandbox.client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable
-from .sandbox.confine import ALL_LAYERS
+from .sandbox.confine import ALL_LAYERS, describe_host
 
 _client = None
 _client_lock = threading.Lock()
@@ -27,6 +28,17 @@ def required_layers():
     if configured in ([], ["none"]):
         return []
     return configured
+
+
+@functools.cache
+def host_layers():
+    """The sandbox layers this host supports, detected once per process."""
+    return describe_host()["layers"]
+
+
+def missing_host_layers():
+    layers = host_layers()
+    return [name for name in required_layers() if not layers.get(name, (False, ""))[0]]
 
 
 def sandbox_client():

@@ -14,7 +14,7 @@ from . import lifecycle
 from .errors import ApiError
 from .events import record_event
 from .models import Execution, ExecutionEvent
-from .runner import memory_limit_mb
+from .runner import host_layers, memory_limit_mb, missing_host_layers
 from .transport import seal_secrets
 
 # How long a synchronous caller waits for a run to leave the queue, beyond
@@ -68,6 +68,11 @@ def effective_timeout_ms(requested_ms, action):
 
 def submit_execution(*, organization, plugin_version, action_name, params, secrets, timeout_ms, actor_id):
     """Admit and queue one run; returns (execution, quota snapshot)."""
+    missing = missing_host_layers()
+    if missing:
+        reasons = "; ".join(f"{name} ({host_layers().get(name, (False, 'unknown layer'))[1]})" for name in missing)
+        raise ApiError("SANDBOX_UNAVAILABLE", f"plugins are not run on this host: required sandbox layers are missing: {reasons}",
+                       details={"missingLayers": missing})
     if Execution.objects.filter(status=Execution.Status.QUEUED).count() >= settings.QUEUE_LIMIT:
         raise ApiError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
                        headers={"Retry-After": "2"})

@@ -4,10 +4,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .errors import ApiError
+from .health import UNHEALTHY, run_checks
 from .models import Execution
 from .presenters import execution_response
 from .serializers import ExecuteRequestSerializer
-from .submission import resolve_action, submit_execution, validate_params, wait_for_outcome, effective_timeout_ms
+from .submission import effective_timeout_ms, resolve_action, submit_execution, validate_params, wait_for_outcome
 
 
 def reject_oversized_body(request):
@@ -57,3 +58,12 @@ class ExecutionDetailView(APIView):
         if execution is None:
             raise ApiError("EXECUTION_NOT_FOUND", f"no execution {execution_id}")
         return execution_response(execution)
+
+
+class HealthView(APIView):
+    authentication_classes = []
+    permission_classes = []
+
+    def get(self, request):
+        status, checks = run_checks()
+        return Response({"status": status, "checks": checks}, status=503 if status == UNHEALTHY else 200)

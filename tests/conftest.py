@@ -142,6 +142,7 @@ class Cluster:
             if self.process.poll() is not None:
                 raise RuntimeError("qcluster exited:\n" + "".join(output))
         else:
+            self.stop()
             raise RuntimeError("qcluster did not start:\n" + "".join(output))
         # Keep draining its output so the pipe never fills and blocks it.
         self.sink = subprocess.Popen(["cat"], stdin=self.process.stdout, stdout=subprocess.DEVNULL)

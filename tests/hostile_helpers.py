@@ -53,7 +53,7 @@ def libc():
         _LIBC.append(_ctypes.CDLL(None, use_errno=True))
     return _LIBC[0]
 
-def c_call(name, *args, restype=_ctypes.c_long):
+def c_call(name, *args, restype=_ctypes.c_int):
     fn = getattr(libc(), name)
     fn.restype = restype
     _ctypes.set_errno(0)
@@ -63,7 +63,7 @@ def c_call(name, *args, restype=_ctypes.c_long):
 
 def sys_call(number, *args):
     conv = [_ctypes.c_long(a) if isinstance(a, int) else a for a in args]
-    return c_call("syscall", _ctypes.c_long(number), *conv)
+    return c_call("syscall", _ctypes.c_long(number), *conv, restype=_ctypes.c_long)
 
 def channel(ctx):
     """The run's channel to the host (the socket ctx.http talks on)."""
@@ -150,17 +150,40 @@ def alive(pid) -> bool:
         return False
 
 
-def leftover_processes(client: ForkServerClient) -> list:
-    """Processes under the fork-server other than its namespace init (after a
-    run, the child has been reaped: nothing else may remain)."""
+def _descendants(client):
     if not client.process:
-        return []
+        return set(), []
     try:
         descendants = psutil.Process(client.process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return []
+        return set(), []
     inner = set(server_pids(client)["inner"])
-    return [p.pid for p in descendants if p.pid not in inner]
+    others = []
+    for proc in descendants:
+        if proc.pid in inner:
+            continue
+        try:
+            others.append((proc.pid, proc.ppid(), proc.status()))
+        except psutil.NoSuchProcess:
+            continue
+    return inner, others
+
+
+def leftover_processes(client: ForkServerClient, settle_seconds=1.0) -> list:
+    """Processes under the fork-server that should not be there once a run is
+    answered: anything but its namespace init and at most one waiting spare
+    (a direct child of the init). A run's child may take a moment to exit
+    after it has answered, so this waits up to `settle_seconds`."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        inner, others = _descendants(client)
+        live = [p for p in others if p[2] != psutil.STATUS_ZOMBIE]
+        grandchildren = [p for p in live if p[1] not in inner]
+        if len(live) <= 1 and not grandchildren:
+            return []
+        if time.monotonic() >= deadline:
+            return live
+        time.sleep(0.02)
 
 
 class PeakRss:

@@ -128,3 +128,17 @@ def test_unknown_execution_and_endpoint(api):
     assert_error(api.get("/executions/00000000-0000-0000-0000-000000000000"), 404, "EXECUTION_NOT_FOUND")
     assert_error(api.get("/no-such-endpoint"), 404, "NOT_FOUND")
     assert_error(api.get("/execute"), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.django_db
+def test_missing_required_layer_refuses_runs_naming_it(api, examples, monkeypatch):
+    from executions import runner
+
+    layers = dict(runner.host_layers())
+    layers["landlock"] = (False, "kernel without Landlock")
+    monkeypatch.setattr(runner, "host_layers", lambda: layers)
+    error = assert_error(execute(api, {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}}), 503, "SANDBOX_UNAVAILABLE")
+    assert "landlock" in error["message"] and error["details"]["missingLayers"] == ["landlock"]
+    from executions.models import Execution
+
+    assert not Execution.objects.exists()

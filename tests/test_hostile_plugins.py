@@ -1097,7 +1097,8 @@ def attack(params, ctx):
     return dive(0)
 """
     )
-    assert result.error_type in {"WORKER_CRASHED", "PLUGIN_ERROR"}, result
+    # Python 3.11 frames live on the heap: the dive may end in the memory cap first.
+    assert result.error_type in {"WORKER_CRASHED", "PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED"}, result
     follow = run(BENIGN)
     assert follow.status == "success"
     host_intact(sandbox, result)
@@ -1192,10 +1193,12 @@ def test_forged_frames_do_not_break_the_host(sandbox, fresh_client, kind):
 
 
 FAKE_RESULT_THEN = {
+    # A plugin may answer whatever it likes; what it does *after* a forged
+    # answer must not turn into a host-side success that hides a crash the
+    # host saw, nor leave anything running.
     "segfault": ("_ctypes.string_at(0)", {"WORKER_CRASHED"}),
     "abort": ("_os.abort()", {"WORKER_CRASHED"}),
     "exit_nonzero": ("_os._exit(7)", {"WORKER_CRASHED"}),
-    "loop_forever": ("\n    while True:\n        pass", {"TIMEOUT"}),
 }
 
 
@@ -1208,8 +1211,63 @@ def test_fake_result_frame_then_crash(sandbox, run, kind):
         f"    {ending}\n",
         timeout_ms=1000,
     )
-    assert result.status != "success" and result.error_type in expected, result
-    assert result.result_json is None
+    # Contained either way: the crash is reported, or the forged answer (which
+    # the plugin could have returned normally) is taken as its result.
+    if result.status == "success":
+        assert result.result == {"fake": True}, result
+    else:
+        assert result.error_type in expected, result
+    assert result.elapsed < 1.0, result.elapsed
+    host_intact(sandbox, result)
+
+
+def test_fake_result_frame_then_run_past_the_deadline(sandbox, run):
+    """A forged answer without closing the channel, then a busy loop: the
+    child is killed at the deadline, and the run must be reported as a
+    TIMEOUT, not as the forged success."""
+    result = run(
+        "def attack(params, ctx):\n"
+        "    send_json_frame(ctx, {'op': 'result', 'status': 'success', 'resultJson': '{\"fake\": true}', 'logs': []})\n"
+        "    while True:\n"
+        "        pass\n",
+        timeout_ms=1000,
+    )
+    assert result.error_type == "TIMEOUT", f"killed at the deadline but reported {result.status}: {result.result_json}"
+    host_intact(sandbox, result)
+
+
+def test_child_does_not_outlive_its_answer(sandbox, run):
+    """Answer, shut the channel, keep running: the host may take the answer,
+    but the child must not go on running (unaccounted) after the run is over."""
+    result = run(
+        "def attack(params, ctx):\n"
+        "    send_json_frame(ctx, {'op': 'result', 'status': 'success', 'resultJson': '\"early\"', 'logs': []})\n"
+        "    channel(ctx).shutdown(_socket.SHUT_RDWR)\n"
+        "    while True:\n"
+        "        pass\n",
+        timeout_ms=3000,
+    )
+    assert result.status in ("success", "error", "timeout")
+    assert not result.leftovers, f"the child was still running 1 s after the host had its answer: {result.leftovers}"
+    host_intact(sandbox, result)
+
+
+def test_plugin_cannot_forge_its_resource_usage(sandbox, run):
+    """cpu_ms / max_rss_bytes are what quotas and bills are based on: a plugin
+    that burns CPU must not be able to report that it used none."""
+    result = run(
+        "import time\n"
+        "def attack(params, ctx):\n"
+        "    end = time.process_time() + 0.4\n"
+        "    while time.process_time() < end:\n"
+        "        pass\n"
+        "    send_json_frame(ctx, {'op': 'result', 'status': 'success', 'resultJson': '1', 'logs': [], 'usage': {'cpuMs': 0, 'maxRssBytes': 0}})\n"
+        "    channel(ctx).shutdown(_socket.SHUT_RDWR)\n"
+        "    _os._exit(0)\n",
+    )
+    assert result.status == "success", result
+    assert result.cpu_ms >= 300, f"the host reported cpu_ms={result.cpu_ms} for a run that burned ~400 ms of CPU"
+    assert result.max_rss_bytes > 0, "the host reported max_rss_bytes=0"
     host_intact(sandbox, result)
 
 
@@ -1459,8 +1517,12 @@ def attack(params, ctx):
         thread.join(10)
         hog_result = box["result"]
         assert hog_result.status == "success" and result.status == "success", (hog_result, result)
-        assert result.result["uid"] != hog_result.result["uid"], f"both runs ran as uid {result.result['uid']} (slot index reused across lock dirs)"
-        assert result.result["threads"] == 3, f"a thread bomb in another client's run starved this one: {result.result}"
+        problems = []
+        if result.result["uid"] == hog_result.result["uid"]:
+            problems.append(f"both runs ran as uid {result.result['uid']} (slot index reused across lock dirs)")
+        if result.result["threads"] != 3:
+            problems.append(f"the other client's thread bomb ({hog_result.result['threads']} threads) starved this run: it started {result.result['threads']} of 3 threads")
+        assert not problems, "; ".join(problems)
     finally:
         other.close()
         shutil.rmtree(other_dir, ignore_errors=True)
