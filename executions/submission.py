@@ -137,4 +137,4 @@ def wait_for_outcome(execution):
             lifecycle.expire_queued_execution(current, now - submitted)
             continue
         time.sleep(interval)
-        interval = min(interval * 1.5, 0.025)
+        interval = min(interval * 1.5, 0.01)

@@ -169,17 +169,26 @@ def _descendants(client):
     return inner, others
 
 
-def leftover_processes(client: ForkServerClient, settle_seconds=1.0) -> list:
+def process_snapshot(client: ForkServerClient) -> set:
+    """The pids under the fork-server's namespace init right now (the waiting
+    spare, and whatever else)."""
+    return {pid for pid, _, status in _descendants(client)[1] if status != psutil.STATUS_ZOMBIE}
+
+
+def leftover_processes(client: ForkServerClient, before=frozenset(), settle_seconds=1.0) -> list:
     """Processes under the fork-server that should not be there once a run is
-    answered: anything but its namespace init and at most one waiting spare
-    (a direct child of the init). A run's child may take a moment to exit
-    after it has answered, so this waits up to `settle_seconds`."""
+    answered. Allowed: the namespace init and one new waiting spare (a direct
+    child of the init). Whatever was there before the run (the spare that
+    became the run's child) must be gone. A run's child may take a moment to
+    exit after it has answered, so this waits up to `settle_seconds`."""
     deadline = time.monotonic() + settle_seconds
     while True:
         inner, others = _descendants(client)
         live = [p for p in others if p[2] != psutil.STATUS_ZOMBIE]
+        old = [p for p in live if p[0] in before]
+        new = [p for p in live if p[0] not in before]
         grandchildren = [p for p in live if p[1] not in inner]
-        if len(live) <= 1 and not grandchildren:
+        if not old and len(new) <= 1 and not grandchildren:
             return []
         if time.monotonic() >= deadline:
             return live

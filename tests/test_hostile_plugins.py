@@ -38,6 +38,7 @@ from hostile_helpers import (  # noqa: E402
     alive,
     leftover_processes,
     make_request,
+    process_snapshot,
     new_token,
     plugin,
     result_text,
@@ -97,11 +98,12 @@ def sandbox(tmp_path_factory):
 
 def _run_on(client, source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", egress_handler=None, **extra):
     before = server_pids(client)
+    procs_before = process_snapshot(client)
     request = make_request(source, params=params, timeout_ms=timeout_ms, memory_mb=memory_mb, secrets=secrets, handler=handler, **extra)
     started = time.monotonic()
     result = client.run(request, egress_handler=egress_handler)
     result.elapsed = time.monotonic() - started
-    result.leftovers = leftover_processes(client)
+    result.leftovers = leftover_processes(client, before=procs_before)
     after = server_pids(client)
     result.server_replaced = before != after
     result.server_alive = alive(after["outer"]) and all(alive(pid) for pid in after["inner"])
