@@ -7,6 +7,7 @@ and tests can drive it without Django.
 """
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -116,8 +117,11 @@ class ForkServerClient:
             self.slot = SlotLock(self.lock_dir, self.slots)
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         seccomp_spec = importlib.util.find_spec("pyseccomp")
+        # Named after the lock directory too: two services on one host (or a
+        # test run beside a dev server) must never share a cgroup.
+        service = hashlib.sha256(os.path.realpath(self.lock_dir).encode()).hexdigest()[:10]
         config = {
-            "slot": f"slot-{self.slot.index}",
+            "slot": f"{service}-slot-{self.slot.index}",
             "uid": self.uid_base + self.slot.index,
             "gid": self.uid_base + self.slot.index,
             "controlFd": server_end.fileno(),
