@@ -25,12 +25,14 @@ setup: system-deps $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py collectstatic --noinput -v 0
 
-# Web (gunicorn) and the django-q2 cluster together, until Ctrl-C stops both.
+# Web (gunicorn) and one django-q2 cluster per priority, until Ctrl-C stops them all.
 run: setup
 	$(BIN)/python manage.py seed_demo
 	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(BIN)/gunicorn -c executor_project/gunicorn.conf.py executor_project.wsgi & \
-	$(BIN)/python manage.py qcluster & \
+	for cluster in executor-high executor-medium executor-low; do \
+		Q_CLUSTER_NAME=$$cluster $(BIN)/python manage.py qcluster & \
+	done; \
 	wait
 
 test: setup

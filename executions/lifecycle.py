@@ -6,6 +6,11 @@ held it died. Every transition is a conditional UPDATE on the current status,
 so two processes can never both move the same execution.
 """
 
+import datetime as dt
+import os
+import socket
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,8 +30,13 @@ def start_execution(execution_id):
     WORKER_CRASHED instead of being run twice.
     """
     now = timezone.now()
+    timeout_ms = Execution.objects.filter(pk=execution_id).values_list("timeout_ms", flat=True).first()
+    if timeout_ms is None:
+        return None
+    lease = dt.timedelta(milliseconds=timeout_ms, seconds=settings.EXECUTION_LEASE_GRACE_SECONDS)
     if Execution.objects.filter(pk=execution_id, status=Execution.Status.QUEUED).update(
-        status=Execution.Status.RUNNING, started_at=now
+        status=Execution.Status.RUNNING, started_at=now, worker=f"{socket.gethostname()}:{os.getpid()}",
+        lease_expires_at=now + lease,
     ):
         return Execution.objects.select_related("plugin_version__plugin", "organization__tier").get(pk=execution_id)
     orphan = Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).first()
@@ -99,6 +109,27 @@ def record_execution_event(execution):
             "quotaRemaining": quota.remaining,
         },
     )
+
+
+def reclaim_expired_leases(organization=None):
+    """Close runs whose worker died: still `running` past their lease.
+
+    This is what frees the concurrent slot such a run holds; the queue would
+    only redeliver its task minutes later.
+    """
+    expired = Execution.objects.filter(status=Execution.Status.RUNNING, lease_expires_at__lt=timezone.now())
+    if organization is not None:
+        expired = expired.filter(organization=organization)
+    reclaimed = 0
+    for execution in expired.select_related("plugin_version__plugin", "organization__tier"):
+        reclaimed += finish_execution(
+            execution,
+            status=Execution.Status.ERROR,
+            error_type="WORKER_CRASHED",
+            error_message=f"{WORKER_LOST_MESSAGE} (its lease expired)",
+            from_statuses=(Execution.Status.RUNNING,),
+        )
+    return reclaimed
 
 
 def expire_queued_execution(execution, waited_seconds):

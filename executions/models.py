@@ -30,6 +30,10 @@ class Execution(models.Model):
     logs_truncated = models.BooleanField(default=False)
     cache_hit = models.BooleanField(default=False)
     retry_count = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker that ran it")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="A run still running after this lost its worker."
+    )
     queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -73,6 +77,7 @@ class ExecutionEvent(models.Model):
     class Type(models.TextChoices):
         PLUGIN_ACTION_EXECUTED = "plugin_action_executed"
         QUOTA_EXCEEDED = "quota_exceeded"
+        QUOTA_RESET = "quota_reset"
         CACHE_INVALIDATED = "cache_invalidated"
         CACHE_CLEARED = "cache_cleared"
         CIRCUIT_BREAKER_STATE_CHANGED = "circuit_breaker_state_changed"

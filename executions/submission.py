@@ -4,6 +4,7 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_q.tasks import async_task
 from jsonschema import Draft202012Validator
 
@@ -76,6 +77,7 @@ def submit_execution(*, organization, plugin_version, action_name, params, secre
     if Execution.objects.filter(status=Execution.Status.QUEUED).count() >= settings.QUEUE_LIMIT:
         raise ApiError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
                        headers={"Retry-After": "2"})
+    lifecycle.reclaim_expired_leases(organization)
     sealed = seal_secrets(secrets)
     try:
         with transaction.atomic():
@@ -112,6 +114,7 @@ def enqueue(execution, sealed_secrets):
             sealed_secrets,
             task_name=f"execution-{execution.id}",
             timeout=settings.Q_CLUSTER_TIMEOUT,
+            cluster=settings.PRIORITY_CLUSTERS[execution.organization.tier.priority],
         )
     except Exception as error:
         lifecycle.finish_execution(
@@ -135,6 +138,9 @@ def wait_for_outcome(execution):
         now = time.monotonic()
         if current.status == Execution.Status.QUEUED and now > give_up_queued_at:
             lifecycle.expire_queued_execution(current, now - submitted)
+            continue
+        if current.lease_expires_at and current.lease_expires_at < timezone.now():
+            lifecycle.reclaim_expired_leases(current.organization)
             continue
         time.sleep(interval)
         interval = min(interval * 1.5, 0.01)

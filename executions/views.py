@@ -39,7 +39,8 @@ class ExecuteView(APIView):
             params=data["params"],
             secrets=data["secrets"],
             timeout_ms=effective_timeout_ms(data.get("timeout"), action),
-            actor_id=data["actorId"],
+            # A token's subject is the actor; a key's caller names its own.
+            actor_id=request.user.actor_id or data["actorId"],
         )
         if data["run_async"]:
             location = reverse("execution-detail", args=[execution.id])

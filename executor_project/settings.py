@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "quotas.middleware.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "executor_project.urls"
@@ -151,6 +152,17 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# Optional JWT bearer tokens, for deployments that already issue them. Set
+# JWT_KEY (the HMAC secret, or the PEM public key for RS*/ES*/EdDSA) to enable.
+JWT_KEY = env_str("JWT_KEY").replace("\\n", "\n")
+JWT_ALGORITHMS = env_list("JWT_ALGORITHMS", "HS256")
+JWT_ISSUER = env_str("JWT_ISSUER")
+JWT_AUDIENCE = env_str("JWT_AUDIENCE")
+JWT_ORGANIZATION_CLAIM = env_str("JWT_ORGANIZATION_CLAIM", "org")
+JWT_ACTOR_CLAIM = env_str("JWT_ACTOR_CLAIM", "sub")
+JWT_STAFF_CLAIM = env_str("JWT_STAFF_CLAIM", "staff")
+AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 30)
+
 # Execution limits (DESIGN.md §10).
 PORT = env_int("PORT", 3000)
 MIN_WORKERS = env_int("MIN_WORKERS", 2)
@@ -182,9 +194,19 @@ EGRESS_TIMEOUT_SECONDS = env_int("EGRESS_TIMEOUT_SECONDS", 10)
 # killed is delivered again after `retry` seconds; that must exceed the
 # longest task so a healthy run is never delivered twice. Retries of failed
 # runs are decided per execution, never by django-q2.
+#
+# Priority: one cluster (one queue, its own workers) per tier priority, so a
+# high-priority run never waits behind a low-priority backlog. Every
+# `qcluster` process serves the cluster named by its Q_CLUSTER_NAME.
 Q_CLUSTER_TIMEOUT = MAX_TIMEOUT_MS // 1000 + 30
+PRIORITY_CLUSTERS = {"high": "executor-high", "medium": "executor-medium", "low": "executor-low"}
+PRIORITY_WORKERS = {
+    "high": env_int("WORKERS_HIGH", max(1, MAX_WORKERS * 4 // 10)),
+    "medium": env_int("WORKERS_MEDIUM", max(1, MAX_WORKERS * 3 // 10)),
+    "low": env_int("WORKERS_LOW", max(1, MAX_WORKERS * 3 // 10)),
+}
 Q_CLUSTER = {
-    "name": env_str("Q_CLUSTER_NAME", "executor"),
+    "name": "executor",
     "orm": "default",
     "workers": MAX_WORKERS,
     "recycle": WORKER_RECYCLE,
@@ -194,10 +216,16 @@ Q_CLUSTER = {
     "ack_failures": True,
     "save_limit": -1,
     "poll": 0.01,
-    "queue_limit": MAX_WORKERS,
     "catch_up": False,
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        cluster: {"workers": PRIORITY_WORKERS[priority], "queue_limit": PRIORITY_WORKERS[priority]}
+        for priority, cluster in PRIORITY_CLUSTERS.items()
+    },
 }
+# A run still marked running this long past its timeout lost its worker:
+# its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.
+EXECUTION_LEASE_GRACE_SECONDS = env_int("EXECUTION_LEASE_GRACE_SECONDS", 30)
 
 LOGGING = {
     "version": 1,

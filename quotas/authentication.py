@@ -1,31 +1,39 @@
-"""Bearer API keys: `pex_<prefix>_<secret>`, looked up by prefix, compared by hash."""
+"""Who is calling: API keys (`pex_<prefix>_<secret>`, looked up by prefix,
+compared by hash) or, where a deployment already issues them, JWT bearer
+tokens whose claims name the organization and the actor."""
 
+import hashlib
+import time
 from datetime import timedelta
 
+import jwt
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from .models import API_KEY_PREFIX, ApiKey
+from .models import API_KEY_PREFIX, ApiKey, Organization
 
 # last_used_at is a hint for operators, not an audit trail: writing it on
 # every request would put a write on the hot path.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-GENERIC_FAILURE = "invalid or revoked API key"
+GENERIC_FAILURE = "invalid or revoked credentials"
 
 
 class ApiPrincipal:
-    """The caller behind a request: an organization, through one of its keys."""
+    """The caller behind a request: an organization, through a key or a token."""
 
     is_authenticated = True
     is_anonymous = False
 
-    def __init__(self, api_key):
+    def __init__(self, organization, *, is_staff=False, api_key=None, actor_id=""):
+        self.organization = organization
+        self.is_staff = is_staff
         self.api_key = api_key
-        self.organization = api_key.organization
-        self.is_staff = api_key.is_staff
+        self.actor_id = actor_id
 
     def __str__(self):
-        return f"{self.organization.slug}:{self.api_key.prefix}"
+        return f"{self.organization.slug}:{self.api_key.prefix if self.api_key else self.actor_id}"
 
 
 def parse_key(token):
@@ -49,7 +57,63 @@ def authenticate_key(token):
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    return api_key
+    return ApiPrincipal(api_key.organization, is_staff=api_key.is_staff, api_key=api_key)
+
+
+def jwt_enabled():
+    return bool(settings.JWT_KEY)
+
+
+def authenticate_jwt(token):
+    """A principal from a verified token, or None. Issuer, audience, expiry
+    and signature are all required; the organization must exist here."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.JWT_KEY,
+            algorithms=settings.JWT_ALGORITHMS,
+            audience=settings.JWT_AUDIENCE or None,
+            issuer=settings.JWT_ISSUER or None,
+            options={"require": ["exp", "iat"] + (["iss"] if settings.JWT_ISSUER else []) + (["aud"] if settings.JWT_AUDIENCE else [])},
+            leeway=30,
+        )
+    except jwt.PyJWTError:
+        return None
+    slug = claims.get(settings.JWT_ORGANIZATION_CLAIM)
+    organization = Organization.objects.select_related("tier").filter(slug=slug).first() if isinstance(slug, str) else None
+    if organization is None:
+        return None
+    return ApiPrincipal(
+        organization,
+        is_staff=claims.get(settings.JWT_STAFF_CLAIM) is True,
+        actor_id=str(claims.get(settings.JWT_ACTOR_CLAIM, ""))[:200],
+    )
+
+
+class FailedAuthLimiter:
+    """Counts failed authentications per client address and minute, so that
+    keys can't be guessed at speed. Approximate across processes (a cache
+    counter), which is all a brute-force brake needs."""
+
+    @staticmethod
+    def _key(request):
+        address = request.META.get("REMOTE_ADDR", "")
+        window = int(time.time() // 60)
+        return f"auth-failures:{hashlib.sha256(address.encode()).hexdigest()[:16]}:{window}"
+
+    def blocked(self, request):
+        return (cache.get(self._key(request)) or 0) >= settings.AUTH_FAILURES_PER_MINUTE
+
+    def record_failure(self, request):
+        key = self._key(request)
+        if not cache.add(key, 1, 120):
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.set(key, 1, 120)
+
+
+limiter = FailedAuthLimiter()
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -59,13 +123,22 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
+        if limiter.blocked(request):
+            raise exceptions.Throttled(wait=60 - int(time.time()) % 60)
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != self.keyword.lower() or not token.strip():
-            raise exceptions.AuthenticationFailed("the Authorization header must be 'Bearer <api key>'")
-        api_key = authenticate_key(token.strip())
-        if api_key is None:
+        token = token.strip()
+        principal = None
+        if scheme.lower() == self.keyword.lower() and token:
+            if token.startswith(f"{API_KEY_PREFIX}_"):
+                principal = authenticate_key(token)
+            elif jwt_enabled() and token.count(".") == 2:
+                principal = authenticate_jwt(token)
+        if principal is None:
+            limiter.record_failure(request)
             raise exceptions.AuthenticationFailed(GENERIC_FAILURE)
-        return ApiPrincipal(api_key), api_key
+        # Read by quotas.middleware to put the rate-limit headers on the response.
+        request._request.quota_organization = principal.organization
+        return principal, principal.api_key
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="api"'

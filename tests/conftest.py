@@ -109,20 +109,31 @@ def examples(db):
 
 
 class Cluster:
-    """A real `manage.py qcluster` in a subprocess."""
+    """Real `manage.py qcluster` processes, one per priority queue."""
 
-    def __init__(self, workers=3):
+    def __init__(self, workers=3, lease_grace_seconds=5):
         self.workers = workers
-        self.process = None
+        self.lease_grace_seconds = lease_grace_seconds
+        self.processes = []
+        self.sinks = []
 
     def start(self):
+        for name in settings.PRIORITY_CLUSTERS.values():
+            self.processes.append(self._start_one(name))
+        return self
+
+    def _start_one(self, name):
         env = dict(os.environ)
         env.update(
             DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-            MAX_WORKERS=str(self.workers),
+            Q_CLUSTER_NAME=name,
+            WORKERS_HIGH=str(self.workers),
+            WORKERS_MEDIUM=str(self.workers),
+            WORKERS_LOW=str(self.workers),
+            EXECUTION_LEASE_GRACE_SECONDS=str(self.lease_grace_seconds),
             PYTHONUNBUFFERED="1",
         )
-        self.process = subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
             env=env,
@@ -133,34 +144,39 @@ class Cluster:
         deadline = time.monotonic() + 60
         output = []
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], 1)
+            ready, _, _ = select.select([process.stdout], [], [], 1)
             if ready:
-                line = self.process.stdout.readline()
+                line = process.stdout.readline()
                 output.append(line)
                 if "running" in line.lower() and "cluster" in line.lower():
                     break
-            if self.process.poll() is not None:
+            if process.poll() is not None:
+                self.stop()
                 raise RuntimeError("qcluster exited:\n" + "".join(output))
         else:
+            process.kill()
             self.stop()
             raise RuntimeError("qcluster did not start:\n" + "".join(output))
         # Keep draining its output so the pipe never fills and blocks it.
-        self.sink = subprocess.Popen(["cat"], stdin=self.process.stdout, stdout=subprocess.DEVNULL)
-        return self
+        self.sinks.append(subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL))
+        return process
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
             try:
-                self.process.wait(20)
+                process.wait(20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
+        self.processes = []
 
     def worker_pids(self):
         import psutil
 
-        return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
+        return [child.pid for p in self.processes for child in psutil.Process(p.pid).children(recursive=True)]
 
 
 @pytest.fixture(scope="session")

@@ -1140,7 +1140,7 @@ FORGED_FRAMES = {
     # A result frame whose resultJson decodes (on the host) to a lone surrogate.
     "surrogate_result_json": """
 def attack(params, ctx):
-    send_json_frame(ctx, {"op": "result", "status": "success", "resultJson": '"a\\\\ud800"', "logs": []})
+    send_json_frame(ctx, {"op": "result", "status": "success", "resultJson": '"a\\ud800"', "logs": []})
     _os._exit(0)
 """,
     # An error frame whose message and logs carry lone surrogates and NULs.
