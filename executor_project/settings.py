@@ -190,6 +190,14 @@ EGRESS_RATE_LIMIT_PER_MINUTE = env_int("EGRESS_RATE_LIMIT_PER_MINUTE", 10)
 EGRESS_MAX_RESPONSE_BYTES = env_int("EGRESS_MAX_RESPONSE_BYTES", 1024 * 1024)
 EGRESS_TIMEOUT_SECONDS = env_int("EGRESS_TIMEOUT_SECONDS", 10)
 
+# Plugin signatures (plugins.signing): base64 raw Ed25519 public keys of the
+# publishers this operator trusts; when required, unsigned uploads are refused.
+PLUGIN_TRUSTED_KEYS = env_list("PLUGIN_TRUSTED_KEYS")
+PLUGIN_REQUIRE_SIGNATURE = env_bool("PLUGIN_REQUIRE_SIGNATURE", False)
+# Organizations' stored secrets (quotas.secrets): Fernet keys, the first
+# encrypts and all decrypt. Empty: one derived from SECRET_KEY.
+SECRETS_ENCRYPTION_KEYS = env_list("SECRETS_ENCRYPTION_KEY")
+
 # django-q2: the ORM broker keeps delivery receipts, so a run whose worker is
 # killed is delivered again after `retry` seconds; that must exceed the
 # longest task so a healthy run is never delivered twice. Retries of failed

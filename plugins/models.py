@@ -43,6 +43,15 @@ class PluginVersion(models.Model):
     manifest = models.JSONField()
     archive = models.BinaryField(help_text="Zip of the plugin's files, as validated at upload.")
     sha256 = models.CharField(max_length=64, db_index=True)
+    files_digest = models.CharField(
+        max_length=64, blank=True, help_text="Digest of the files as uploaded: what a publisher signs (plugins.signing)."
+    )
+    signature = models.CharField(
+        max_length=128, blank=True, help_text="The publisher's Ed25519 signature of the files digest, base64."
+    )
+    signed_by = models.CharField(
+        max_length=64, blank=True, help_text="Fingerprint of the trusted key that signed it; empty if unsigned."
+    )
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

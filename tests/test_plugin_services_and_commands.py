@@ -280,7 +280,7 @@ def test_create_api_key_prints_the_key_and_stores_only_its_hash(org):
     assert (record.organization, record.name, record.is_staff) == (org, "ci", False)
     secret = key.split("_", 2)[2]
     assert secret not in record.hashed_secret and record.matches(secret)
-    assert authenticate_key(key) == record
+    assert authenticate_key(key).api_key == record
 
     staff_key = run("create_api_key", org.slug, "--staff")[-1]
     assert authenticate_key(staff_key).is_staff
@@ -424,7 +424,7 @@ def test_admin_api_key_add_shows_the_key_once(admin_client, org):
     assert len(shown) == 1
     key = shown[0]
     record = ApiKey.objects.get(name="dashboard")
-    assert authenticate_key(key) == record
+    assert authenticate_key(key).api_key == record
     assert key.split("_", 2)[2] not in record.hashed_secret
 
     again = admin_client.get(reverse("admin:quotas_apikey_change", args=[record.pk])).content.decode()
