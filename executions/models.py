@@ -82,6 +82,8 @@ class ExecutionEvent(models.Model):
         CACHE_CLEARED = "cache_cleared"
         CIRCUIT_BREAKER_STATE_CHANGED = "circuit_breaker_state_changed"
         PLUGIN_VERSION_UPLOADED = "plugin_version_uploaded"
+        PLUGIN_STATE_CHANGED = "plugin_state_changed"
+        SECRET_CHANGED = "secret_changed"
         EGRESS_REQUEST = "egress_request"
         OWNER_NOTIFIED = "owner_notified"
 

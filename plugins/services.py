@@ -9,27 +9,36 @@ import functools
 import json
 
 from django.db import transaction
+from django.utils import timezone
 
 from executions.events import record_event
+from executions.models import ExecutionEvent
 
 from .archive import build_archive, files_from_zip, sha256_hex
 from .manifest import MANIFEST_NAME, ManifestError, validate_plugin
 from .models import Plugin, PluginVersion
+from .signing import files_digest, verify_signature
 
 # Decoded archives kept per process; a worker serving many plugins holds at
 # most this many (each at most a few MiB).
 FILES_CACHE_SIZE = 256
 
 
-def install_version(manifest, files, *, owner=None, activate=True, actor_id=""):
+def install_version(manifest, files, *, owner=None, activate=True, actor_id="", signature=None):
     """Validate and store a new version of the plugin named by the manifest.
 
     `owner` is the organization uploading it (None for an operator installing
-    a public plugin); only the plugin's owner may add versions. Raises
-    ManifestError for an invalid plugin, a plugin owned by someone else, or a
-    version that already exists.
+    a public plugin); only the plugin's owner may add versions. `signature`
+    is the publisher's base64 Ed25519 signature of the files' digest (see
+    plugins.signing). Raises ManifestError for an invalid plugin, a missing
+    or untrusted signature, a plugin owned by someone else, or a version
+    that already exists.
     """
     manifest = validate_plugin(manifest, files)
+    # Digested as uploaded, before plugin.json is rewritten below: that is
+    # what the publisher has, and so what they sign.
+    digest = files_digest(files)
+    signed_by = verify_signature(digest, signature)
     # The archive's plugin.json is the manifest as stored, defaults included,
     # so the two can never disagree.
     archive = build_archive({**files, MANIFEST_NAME: json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"})
@@ -51,15 +60,21 @@ def install_version(manifest, files, *, owner=None, activate=True, actor_id=""):
             manifest=manifest,
             archive=archive,
             sha256=sha256_hex(archive),
+            files_digest=digest,
+            signature=signature or "",
+            signed_by=signed_by,
         )
         if activate:
             _make_active(version)
+        metadata = {"version": version.version, "sha256": version.sha256, "activated": activate}
+        if signed_by:
+            metadata["signedBy"] = signed_by
         record_event(
-            "plugin_version_uploaded",
+            ExecutionEvent.Type.PLUGIN_VERSION_UPLOADED,
             organization=owner,
             actor_id=actor_id,
             target_id=plugin.slug,
-            metadata={"version": version.version, "sha256": version.sha256, "activated": activate},
+            metadata=metadata,
         )
     return version
 
@@ -76,12 +91,22 @@ def _check_owner(plugin, owner):
     raise ManifestError.single("name", message)
 
 
-def activate_version(version):
-    """Make this the version that runs when a request names no version."""
+def activate_version(version, *, actor_id=""):
+    """Make this the version that runs when a request names no version;
+    activating an older version is how a plugin is rolled back."""
     with transaction.atomic():
         # Lock the plugin so concurrent activations and uploads take turns.
-        Plugin.objects.select_for_update().get(pk=version.plugin_id)
+        plugin = Plugin.objects.select_for_update().select_related("owner").get(pk=version.plugin_id)
+        previous = plugin.versions.filter(is_active=True).values_list("version", flat=True).first()
         _make_active(version)
+        if previous != version.version:
+            record_event(
+                ExecutionEvent.Type.PLUGIN_STATE_CHANGED,
+                organization=plugin.owner,
+                actor_id=actor_id,
+                target_id=plugin.slug,
+                metadata={"change": "activated", "version": version.version, "previousVersion": previous},
+            )
 
 
 def _make_active(version):
@@ -95,9 +120,21 @@ def _make_active(version):
     version.is_active = True
 
 
-def set_plugin_enabled(plugin, enabled):
+def set_plugin_enabled(plugin, enabled, *, actor_id=""):
+    """Let the plugin run (or refuse its runs with PLUGIN_DISABLED)."""
+    with transaction.atomic():
+        changed = Plugin.objects.filter(pk=plugin.pk).exclude(enabled=enabled).update(
+            enabled=enabled, updated_at=timezone.now()
+        )
+        if changed:
+            record_event(
+                ExecutionEvent.Type.PLUGIN_STATE_CHANGED,
+                organization=plugin.owner,
+                actor_id=actor_id,
+                target_id=plugin.slug,
+                metadata={"change": "enabled" if enabled else "disabled"},
+            )
     plugin.enabled = enabled
-    plugin.save(update_fields=["enabled", "updated_at"])
 
 
 def plugin_files(version):
