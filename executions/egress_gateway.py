@@ -107,8 +107,7 @@ class EgressGateway:
         }
 
     def _refused(self, kind, message, metadata, started):
-        metadata.update(allowed=False, reason=self.redactor.text(message),
-                        durationMs=round((time.monotonic() - started) * 1000, 1))
+        metadata.update(allowed=False, reason=message, durationMs=round((time.monotonic() - started) * 1000, 1))
         self._log(metadata)
         return {"ok": False, "kind": kind, "message": message}
 
@@ -118,5 +117,7 @@ class EgressGateway:
             organization=self.execution.organization,
             actor_id=self.execution.actor_id,
             target_id=self.plugin_slug,
-            metadata=metadata,
+            # The plugin chose the method and the URL, and the reason may quote
+            # them: any of these could carry a secret it was given.
+            metadata=self.redactor.data(metadata),
         )

@@ -106,9 +106,11 @@ def api_exception_handler(exc, context):
         summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:5])
         return ApiError("VALIDATION_ERROR", f"invalid request: {summary}", details=details).response()
     if isinstance(exc, drf_exceptions.ParseError):
-        return ApiError("VALIDATION_ERROR", f"the body is not valid JSON: {exc.detail}").response()
+        return ApiError("VALIDATION_ERROR", f"the body could not be parsed: {exc.detail}").response()
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
-        return ApiError("VALIDATION_ERROR", "the body must be JSON (Content-Type: application/json)").response()
+        # Most endpoints take JSON, POST /plugins takes multipart: name what this one takes.
+        accepted = " or ".join(parser.media_type for parser in context["view"].get_parsers())
+        return ApiError("VALIDATION_ERROR", f"the body must be sent as {accepted} (Content-Type)").response()
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         response = ApiError("AUTHENTICATION_FAILED", str(exc.detail)).response()
         response["WWW-Authenticate"] = 'Bearer realm="api"'

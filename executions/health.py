@@ -8,9 +8,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django_q.models import OrmQ
-from django_q.status import Stat
 
 from .runner import host_layers, missing_host_layers, required_layers
+from .stats import live_clusters
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 RESOURCE_THRESHOLD_PERCENT = 90
@@ -36,7 +36,7 @@ def check_broker():
 
 
 def check_cluster():
-    clusters = [stat for stat in Stat.get_all() if stat.status != "Stopped"]
+    clusters = live_clusters()
     if not clusters:
         return UNHEALTHY, {"clusters": 0, "message": "no qcluster heartbeat in the last 3 s"}
     workers = sum(len(stat.workers) for stat in clusters)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from quotas.enforcement import usage_today
 
+from . import metrics
 from .events import record_event
 from .models import Execution, ExecutionEvent
 
@@ -84,6 +85,8 @@ def finish_execution(
         for name, value in fields.items():
             setattr(execution, name, value)
         record_execution_event(execution)
+        # Counted once the end is committed, so a rolled-back end is never counted.
+        transaction.on_commit(lambda: metrics.observe_execution(execution))
     return True
 
 

@@ -11,6 +11,7 @@ import threading
 from django.conf import settings
 
 from plugins.services import plugin_files
+from quotas.secrets import SecretUnreadable, stored_secrets
 
 from .egress_gateway import EgressGateway
 from .redaction import Redactor
@@ -68,8 +69,15 @@ def run_in_sandbox(execution, secrets):
     version = execution.plugin_version
     action = version.manifest["actions"][execution.action]
     declared = set(version.manifest.get("secrets") or [])
+    try:
+        # The organization's stored secrets, each overridden by the request's
+        # own value for this run; decrypted here, in the worker, only for
+        # the names the plugin may have.
+        available = {**stored_secrets(execution.organization, declared), **secrets}
+    except SecretUnreadable as error:
+        return RunResult(status="error", error_type="INTERNAL_ERROR", message=str(error))
     # A plugin only receives the secrets its manifest declares.
-    granted = {name: value for name, value in secrets.items() if name in declared}
+    granted = {name: value for name, value in available.items() if name in declared}
     request = RunRequest(
         execution_id=str(execution.id),
         actor_id=execution.actor_id,
@@ -87,7 +95,7 @@ def run_in_sandbox(execution, secrets):
         outcome = sandbox_client().run(request, egress_handler=EgressGateway(execution, granted))
     except SandboxUnavailable as error:
         outcome = RunResult(status="error", error_type="SANDBOX_UNAVAILABLE", message=str(error))
-    redactor = Redactor(secrets.values())
+    redactor = Redactor(available.values())
     outcome.result_json = redactor.json_text(outcome.result_json)
     outcome.message = redactor.text(outcome.message)
     outcome.traceback = redactor.text(outcome.traceback)

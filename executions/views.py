@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from . import openapi
 from .errors import ApiError
 from .health import UNHEALTHY, run_checks
 from .models import Execution
@@ -11,17 +13,20 @@ from .serializers import ExecuteRequestSerializer
 from .submission import effective_timeout_ms, resolve_action, submit_execution, validate_params, wait_for_outcome
 
 
-def reject_oversized_body(request):
+def reject_oversized_body(request, limit=None):
+    """VALIDATION_ERROR for a body over `limit` bytes (default MAX_REQUEST_BYTES), before it is read."""
+    limit = limit or settings.MAX_REQUEST_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
     try:
-        too_big = int(length) > settings.MAX_REQUEST_BYTES
+        too_big = int(length) > limit
     except ValueError:
         raise ApiError("VALIDATION_ERROR", "invalid Content-Length header") from None
     if too_big:
-        raise ApiError("VALIDATION_ERROR", f"the body is over the limit of {settings.MAX_REQUEST_BYTES} bytes")
+        raise ApiError("VALIDATION_ERROR", f"the body is over the limit of {limit} bytes")
 
 
 class ExecuteView(APIView):
+    @extend_schema(**openapi.EXECUTE_SCHEMA)
     def post(self, request):
         reject_oversized_body(request)
         serializer = ExecuteRequestSerializer(data=request.data)
@@ -51,6 +56,7 @@ class ExecuteView(APIView):
 
 
 class ExecutionDetailView(APIView):
+    @extend_schema(**openapi.EXECUTION_DETAIL_SCHEMA)
     def get(self, request, execution_id):
         executions = Execution.objects.select_related("plugin_version__plugin", "organization__tier")
         if not request.user.is_staff:
@@ -65,6 +71,7 @@ class HealthView(APIView):
     authentication_classes = []
     permission_classes = []
 
+    @extend_schema(**openapi.HEALTH_SCHEMA)
     def get(self, request):
         status, checks = run_checks()
         return Response({"status": status, "checks": checks}, status=503 if status == UNHEALTHY else 200)

@@ -63,13 +63,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
+    "django_prometheus",
     "quotas",
     "plugins",
     "executions",
 ]
 
 MIDDLEWARE = [
+    # First and last, so that django-prometheus times the whole request.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -79,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "quotas.middleware.RateLimitHeadersMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "executor_project.urls"
@@ -117,6 +123,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+# django-prometheus's drop-in backends count queries, errors and their latency.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends."
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -149,6 +159,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "executions.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "executions.openapi.EnvelopeAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -234,6 +245,32 @@ Q_CLUSTER = {
 # A run still marked running this long past its timeout lost its worker:
 # its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.
 EXECUTION_LEASE_GRACE_SECONDS = env_int("EXECUTION_LEASE_GRACE_SECONDS", 30)
+
+# Metrics (DESIGN.md §9). Every process (gunicorn workers, qcluster workers)
+# writes its samples to files in this directory and /metrics merges them; it
+# must be set before prometheus_client is first imported, hence here, and it
+# is wiped when the service starts (`make run`), not here: settings are
+# imported by every process, including ones started while others run.
+PROMETHEUS_MULTIPROC_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# OpenAPI schema at /schema, Swagger UI at /docs, served from the sidecar's
+# static files so the docs work without reaching a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Plugin execution engine",
+    "DESCRIPTION": (
+        "Runs untrusted plugin actions in a sandbox, on behalf of organizations authenticated by API key. "
+        "Every error has the envelope `{success: false, executionId?, error: {type, message, retryable, details?}}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "persistAuthorization": True},
+}
 
 LOGGING = {
     "version": 1,

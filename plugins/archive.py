@@ -213,6 +213,36 @@ def load_plugin_source(path, manifest_path=None):
     return read_manifest(files), files
 
 
+def load_uploaded_plugin(*, archive=None, source=None, manifest=None):
+    """Read an upload: a zip in `archive`, or one module in `source` with its
+    plugin.json in `manifest`.
+
+    Each part is bytes or a binary file object (an uploaded file), read no
+    further than its size cap. Returns (manifest, files) as load_plugin_source.
+    """
+    if archive is not None and (source is not None or manifest is not None):
+        raise _archive_error("send either a zip in `archive` or a .py in `source` with its `manifest`, not both")
+    if archive is not None:
+        files = files_from_zip(_read_upload(archive, "archive", MAX_ARCHIVE_BYTES))
+    elif source is not None:
+        if manifest is None:
+            raise ManifestError.single("manifest", "is required with `source`: the module's plugin.json")
+        files = files_from_module(
+            _decode("source", _read_upload(source, "source", MAX_FILE_BYTES)),
+            _decode(MANIFEST_NAME, _read_upload(manifest, "manifest", MAX_FILE_BYTES)),
+        )
+    else:
+        raise _archive_error("nothing uploaded: send a zip in `archive`, or a .py in `source` with its `manifest`")
+    return read_manifest(files), files
+
+
+def _read_upload(upload, field, limit):
+    content = upload if isinstance(upload, bytes) else upload.read(limit + 1)
+    if len(content) > limit:
+        raise ManifestError.single(field, f"is larger than {limit} bytes")
+    return content
+
+
 def _read_file(path, limit):
     try:
         with open(path, "rb") as handle:

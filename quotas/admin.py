@@ -1,8 +1,13 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
+from executions.redaction import MIN_SECRET_LENGTH
+from plugins.admin import admin_actor_id
+
 from .enforcement import utc_today
-from .models import ApiKey, DailyUsage, Organization, Tier
+from .models import ApiKey, DailyUsage, Organization, OrganizationSecret, Tier
+from .secrets import MAX_SECRET_LENGTH, delete_secret, set_secret
 
 
 @admin.register(Tier)
@@ -89,3 +94,62 @@ class DailyUsageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class OrganizationSecretForm(forms.ModelForm):
+    # Write-only: the browser is never sent a value, not even the one typed
+    # before a failed submission.
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        strip=False,
+        min_length=MIN_SECRET_LENGTH,
+        max_length=MAX_SECRET_LENGTH,
+        help_text="Stored encrypted and never shown again.",
+    )
+
+    class Meta:
+        model = OrganizationSecret
+        fields = ["organization", "name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["value"].required = False
+            self.fields["value"].help_text = "Type a new value to replace the stored one; leave empty to keep it."
+
+
+@admin.register(OrganizationSecret)
+class OrganizationSecretAdmin(admin.ModelAdmin):
+    """Secrets are written here and never read back: no page shows a value."""
+
+    form = OrganizationSecretForm
+    list_display = ["name", "organization", "updated_at"]
+    list_filter = ["organization"]
+    list_select_related = ["organization"]
+    search_fields = ["name", "organization__slug"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name", "value"]
+        return ["organization", "name", "value", "key_id", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        # A secret's value is replaced; its name and organization stay.
+        return ["organization", "name", "key_id", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        value = form.cleaned_data.get("value")
+        if not value:
+            return
+        record, _ = set_secret(obj.organization, obj.name, value, actor_id=admin_actor_id(request))
+        obj.pk = record.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        delete_secret(obj.organization, obj.name, actor_id=admin_actor_id(request))
+
+    def delete_queryset(self, request, queryset):
+        for secret in queryset.select_related("organization"):
+            self.delete_model(request, secret)

@@ -2,6 +2,7 @@ import hashlib
 import hmac
 import secrets
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -129,3 +130,35 @@ class DailyUsage(models.Model):
 
     def __str__(self):
         return f"{self.organization.slug} {self.day}: {self.count}"
+
+
+# The names a plugin manifest's `secrets` declares (plugins.manifest).
+SECRET_NAME_PATTERN = r"\A[A-Z][A-Z0-9_]{0,63}\Z"
+validate_secret_name = RegexValidator(SECRET_NAME_PATTERN, "a secret name in UPPER_SNAKE_CASE, such as API_KEY")
+
+
+class OrganizationSecret(models.Model):
+    """A secret an organization stores for its plugins, such as an API key.
+
+    Only quotas.secrets reads or writes `ciphertext`; the value is encrypted
+    at rest and never shown. A run gets it in `ctx.secrets` when the plugin's
+    manifest declares its name.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=64, validators=[validate_secret_name])
+    ciphertext = models.TextField(editable=False)
+    key_id = models.CharField(
+        max_length=16, editable=False, help_text="Which encryption key sealed the value (see rotate_secrets)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="unique_secret_name_per_organization")
+        ]
+
+    def __str__(self):
+        return f"{self.organization.slug}/{self.name}"

@@ -7,7 +7,6 @@ and tests can drive it without Django.
 """
 
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -46,6 +45,7 @@ class RunRequest:
     actor_id: str = ""
     max_result_bytes: int = 1024 * 1024
     max_log_bytes: int = 64 * 1024
+    max_egress_requests: int = 50
 
 
 @dataclass
@@ -74,23 +74,33 @@ def _error(error_type, message, status="error", **kwargs):
     return RunResult(status=status, error_type=error_type, message=message, **kwargs)
 
 
-class SlotLock:
-    """One slot per fork-server on a node: its uid and cgroup belong to it
-    alone, so concurrent runs never share a uid or a cgroup."""
+# A uid is a host-wide resource: whatever service, checkout or command starts
+# a fork-server, the lock that makes a slot's uid its own lives here.
+HOST_LOCK_DIR = "/run/plugin-sandbox"
 
-    def __init__(self, lock_dir, slots):
-        os.makedirs(lock_dir, exist_ok=True)
+
+class SlotLock:
+    """One slot per fork-server: its uid and cgroups belong to it alone, so
+    no two live fork-servers on a host ever share a uid or a cgroup.
+
+    As root the locks are host-wide (HOST_LOCK_DIR), keyed by uid; without
+    root there is no uid to switch to, and `lock_dir` is used."""
+
+    def __init__(self, lock_dir, slots, uid_base):
+        directory = HOST_LOCK_DIR if os.geteuid() == 0 else lock_dir
+        os.makedirs(directory, exist_ok=True)
         for index in range(slots):
-            handle = open(os.path.join(lock_dir, f"slot-{index}.lock"), "w")
+            uid = uid_base + index
+            handle = open(os.path.join(directory, f"uid-{uid}.lock"), "w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.close()
                 continue
-            self.index = index
+            self.uid = uid
             self.handle = handle
             return
-        raise SandboxUnavailable(f"all {slots} sandbox slots on this node are taken")
+        raise SandboxUnavailable(f"all {slots} sandbox slots (uids {uid_base}..{uid_base + slots - 1}) are taken")
 
     def release(self):
         self.handle.close()
@@ -114,16 +124,13 @@ class ForkServerClient:
 
     def start(self):
         if self.slot is None:
-            self.slot = SlotLock(self.lock_dir, self.slots)
+            self.slot = SlotLock(self.lock_dir, self.slots, self.uid_base)
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         seccomp_spec = importlib.util.find_spec("pyseccomp")
-        # Named after the lock directory too: two services on one host (or a
-        # test run beside a dev server) must never share a cgroup.
-        service = hashlib.sha256(os.path.realpath(self.lock_dir).encode()).hexdigest()[:10]
         config = {
-            "slot": f"{service}-slot-{self.slot.index}",
-            "uid": self.uid_base + self.slot.index,
-            "gid": self.uid_base + self.slot.index,
+            "slot": f"uid-{self.slot.uid}",
+            "uid": self.slot.uid,
+            "gid": self.slot.uid,
             "controlFd": server_end.fileno(),
             "seccompModulePath": os.path.dirname(seccomp_spec.origin) if seccomp_spec else None,
         }
@@ -228,25 +235,35 @@ class ForkServerClient:
         )
 
     def _exchange(self, channel, outgoing, request, egress_handler, started, run_id):
-        """Feed the child its request, serve its egress requests, and collect
-        its answer. A run is answered as soon as the child has sent its result
-        and shut its channel; the fork-server's report of the reaped child is
-        awaited only when there is no such answer (crash, kill, timeout)."""
+        """Feed the child its request, serve its egress requests one at a
+        time, and collect its answer.
+
+        A run is answered once the child has sent its result and shut its
+        channel before its deadline: the fork-server is then told to end it
+        and replies with the kernel's account of its CPU and memory, without
+        waiting for the process to be torn down. Otherwise (crash, kill,
+        timeout, a child breaking the protocol) the answer is the
+        fork-server's report of the reaped child.
+        """
         # The child is untrusted: cap what we are willing to buffer from it.
         reader = protocol.FrameReader(max_frame_bytes=request.max_result_bytes * 2 + request.max_log_bytes * 8 + (1 << 20))
         deadline = started + request.timeout_ms / 1000 + REPORT_GRACE_SECONDS
         outcome = None
         report = None
+        violation = None
+        egress_requests = 0
         channel_open = True
-        overflow = False
-        while channel_open or (report is None and outcome is None):
+        answered_sent = False
+        while report is None:
+            if not channel_open and not answered_sent and (outcome is not None or violation):
+                if violation or time.monotonic() - started < request.timeout_ms / 1000:
+                    self.control.send(json.dumps({"answered": run_id}).encode())
+                    answered_sent = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.stop()
                 return _error("WORKER_CRASHED", "the sandbox stopped answering; it was replaced")
-            readers = [self.control] if report is None else []
-            if channel_open:
-                readers.append(channel)
+            readers = [self.control] + ([channel] if channel_open else [])
             writers = [channel] if outgoing and channel_open else []
             readable, writable, _ = select.select(readers, writers, [], remaining)
             if writable:
@@ -264,68 +281,129 @@ class ForkServerClient:
                 message = json.loads(message)
                 if message.get("runId") == run_id:
                     report = message
-            if channel in readable:
+            if channel_open and channel in readable:
                 try:
                     data = channel.recv(1 << 20)
                 except BlockingIOError:
                     continue
                 except ConnectionResetError:
                     data = b""
+                if data:
+                    reader.feed(data)
+                    try:
+                        for frame in reader.frames():
+                            if not isinstance(frame, dict):
+                                continue
+                            if frame.get("op") == "result":
+                                outcome = frame
+                            elif frame.get("op") == "http":
+                                egress_requests += 1
+                                # One request at a time, and a bounded number: a child
+                                # that doesn't read its replies can't make us queue them.
+                                if outgoing or egress_requests > request.max_egress_requests:
+                                    raise protocol.ProtocolError("egress requests beyond what a run may make")
+                                reply = egress_handler(frame) if egress_handler else {"ok": False, "kind": "denied", "message": "network access is not enabled"}
+                                outgoing += protocol.encode_frame(reply)
+                    except protocol.ProtocolError as error:
+                        violation = str(error)
+                        data = b""
                 if not data:
                     channel_open = False
-                    continue
-                reader.feed(data)
-                try:
-                    for frame in reader.frames():
-                        if not isinstance(frame, dict):
-                            continue
-                        if frame.get("op") == "result":
-                            outcome = frame
-                        elif frame.get("op") == "http":
-                            reply = egress_handler(frame) if egress_handler else {"ok": False, "kind": "denied", "message": "network access is not enabled"}
-                            outgoing += protocol.encode_frame(reply)
-                except (protocol.ProtocolError, ValueError):
-                    overflow = True
-                    channel_open = False
+                    try:
+                        channel.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
         wall_ms = (time.monotonic() - started) * 1000
-        return self._interpret(report, outcome, overflow, request, wall_ms)
+        return self._interpret(report, outcome, violation, request, wall_ms)
 
     @staticmethod
-    def _interpret(report, outcome, overflow, request, wall_ms):
-        if report is None:
-            # Answered early: the child's own account of its usage is all
-            # there is yet; it only concerns the plugin's own run.
-            usage = outcome.get("usage") if isinstance(outcome.get("usage"), dict) else {}
-            report = {"exitCode": 0, "cpuMs": usage.get("cpuMs"), "maxRssBytes": usage.get("maxRssBytes")}
+    def _interpret(report, outcome, violation, request, wall_ms):
         measures = {
             "wall_ms": wall_ms,
             "cpu_ms": _non_negative(report.get("cpuMs")),
             "max_rss_bytes": int(_non_negative(report.get("maxRssBytes"))),
         }
         seconds = request.timeout_ms / 1000
+        if violation:
+            if "bytes is over" in violation:
+                return _error("OUTPUT_LIMIT_EXCEEDED", "the action sent more output than the limits allow", **measures)
+            return _error("SANDBOX_VIOLATION", f"the action broke the sandbox protocol: {violation}", **measures)
         if report.get("timedOut") or report.get("signal") == signal.SIGXCPU:
             return _error("TIMEOUT", f"the action did not finish within {seconds:g} s", status="timeout", **measures)
         if report.get("oomKilled"):
             return _error("MEMORY_LIMIT_EXCEEDED", f"the action went over its memory limit of {request.memory_bytes >> 20} MiB", **measures)
-        if overflow:
-            return _error("OUTPUT_LIMIT_EXCEEDED", "the action sent more output than the limits allow", **measures)
-        if report.get("signal"):
-            name = signal.Signals(report["signal"]).name if report["signal"] in signal.Signals._value2member_map_ else str(report["signal"])
-            return _error("WORKER_CRASHED", f"the sandboxed process was killed by {name}", **measures)
-        if outcome is None or report.get("exitCode") != 0:
-            return _error("WORKER_CRASHED", f"the sandboxed process exited (code {report.get('exitCode')}) without a result", **measures)
-        logs = [str(line) for line in outcome.get("logs", [])] if isinstance(outcome.get("logs"), list) else []
-        common = dict(logs=logs, logs_truncated=bool(outcome.get("logsTruncated")), **measures)
+        if not report.get("answered"):
+            if report.get("signal"):
+                number = report["signal"]
+                name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+                return _error("WORKER_CRASHED", f"the sandboxed process was killed by {name}", **measures)
+            if outcome is None or report.get("exitCode") != 0:
+                return _error("WORKER_CRASHED", f"the sandboxed process exited (code {report.get('exitCode')}) without a result", **measures)
+        if outcome is None:
+            return _error("WORKER_CRASHED", "the sandboxed process closed its channel without a result", **measures)
+        logs, logs_truncated = _capped_logs(outcome.get("logs"), request.max_log_bytes)
+        common = dict(logs=logs, logs_truncated=logs_truncated or outcome.get("logsTruncated") is True, **measures)
         if outcome.get("status") == "success" and isinstance(outcome.get("resultJson"), str):
-            if len(outcome["resultJson"].encode()) > request.max_result_bytes:
-                return _error("OUTPUT_LIMIT_EXCEEDED", "the result is over the size limit", **common)
-            try:
-                json.loads(outcome["resultJson"])
-            except ValueError:
-                return _error("PLUGIN_ERROR", "the action's result is not valid JSON", **common)
-            return RunResult(status="success", result_json=outcome["resultJson"], **common)
+            return _checked_result(outcome["resultJson"], request, common)
         error_type = outcome.get("errorType")
-        if error_type not in {"PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "SANDBOX_VIOLATION", "NETWORK_ERROR"}:
+        if error_type not in CHILD_ERROR_TYPES:
             error_type = "PLUGIN_ERROR"
-        return _error(error_type, str(outcome.get("message", ""))[:4000], traceback=str(outcome.get("traceback", ""))[:8192], **common)
+        return _error(error_type, clean_text(outcome.get("message"))[:4000], traceback=clean_text(outcome.get("traceback"))[:8192], **common)
 
+
+# What a child may say went wrong; anything else it claims is a plugin error.
+CHILD_ERROR_TYPES = {"PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "SANDBOX_VIOLATION", "NETWORK_ERROR"}
+
+
+def clean_text(value):
+    """Text from the child as something every database can store: valid
+    UTF-8 (lone surrogates replaced) and no NUL characters."""
+    if not isinstance(value, str):
+        value = "" if value is None else str(value)
+    if value.isascii() and "\x00" not in value:
+        return value
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "\ufffd")
+
+
+def clean_json(value, depth=0):
+    if depth > MAX_RESULT_DEPTH:
+        raise ValueError(f"the result is nested deeper than {MAX_RESULT_DEPTH} levels")
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [clean_json(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {clean_text(key): clean_json(item, depth + 1) for key, item in value.items()}
+    return value
+
+
+MAX_RESULT_DEPTH = 200
+
+
+def _checked_result(result_json, request, common):
+    if len(result_json) > request.max_result_bytes or len(clean_text(result_json).encode()) > request.max_result_bytes:
+        return _error("OUTPUT_LIMIT_EXCEEDED", f"the result is over the limit of {request.max_result_bytes} bytes", **common)
+    try:
+        result = clean_json(json.loads(result_json))
+    except (ValueError, RecursionError) as error:
+        message = str(error) if isinstance(error, ValueError) and "nested" in str(error) else "the action's result is not valid JSON"
+        return _error("PLUGIN_ERROR", message, **common)
+    return RunResult(status="success", result_json=json.dumps(result, ensure_ascii=False, separators=(",", ":")), **common)
+
+
+def _capped_logs(lines, max_bytes):
+    """The host's own log cap: the child's claim to have capped is not trusted."""
+    if not isinstance(lines, list):
+        return [], False
+    kept, size = [], 0
+    for line in lines:
+        text = clean_text(line)
+        encoded = len(text.encode())
+        if size + encoded > max_bytes:
+            room = max_bytes - size
+            if room > 0:
+                kept.append(text.encode()[:room].decode("utf-8", "ignore"))
+            return kept, True
+        kept.append(text)
+        size += encoded
+    return kept, False

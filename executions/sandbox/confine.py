@@ -161,6 +161,8 @@ class SockFprog(ctypes.Structure):
 
 CGROUP_V1_ROOT = "/sys/fs/cgroup"
 CGROUP_CONTROLLERS = ("memory", "pids", "cpu")
+# cgroup v1 keeps CPU accounting in its own controller; v2 has it in "cpu".
+CGROUP_V1_ACCOUNTING = "cpuacct"
 
 
 def _cgroup_v2_root():
@@ -187,6 +189,8 @@ class RunCgroup:
     dir_fds: dict = field(default_factory=dict)
     limits: tuple = ()
     oom_kills_seen: int = 0
+    cpu_baseline_us: int = 0
+    peak_fd: int | None = None
 
     @property
     def controllers(self):
@@ -245,6 +249,48 @@ class RunCgroup:
             else:
                 self.write("cpu", "cpu.max", f"{quota} {period}")
         self.limits = (memory_bytes, pids, cpu_quota_fraction)
+
+    def start_accounting(self):
+        """Zero the run's CPU and peak-memory counters before a run is moved in."""
+        if self.version == 1:
+            for controller, name in (("memory", "memory.max_usage_in_bytes"), (CGROUP_V1_ACCOUNTING, "cpuacct.usage")):
+                if controller in self.dir_fds:
+                    self.write(controller, name, 0)
+            return
+        self.cpu_baseline_us = self._v2_cpu_usage_us()
+        if "memory" in self.dir_fds:
+            # Since Linux 6.12 a write resets memory.peak as seen through that descriptor.
+            if self.peak_fd is None:
+                try:
+                    self.peak_fd = os.open("memory.peak", os.O_RDWR | os.O_CLOEXEC, dir_fd=self.dir_fds["memory"])
+                except OSError:
+                    return
+            try:
+                os.write(self.peak_fd, b"reset")
+            except OSError:
+                pass
+
+    def _v2_cpu_usage_us(self):
+        if "cpu" not in self.dir_fds:
+            return 0
+        for line in self.read("cpu", "cpu.stat").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value)
+        return 0
+
+    def usage(self):
+        """(cpu ms, peak memory bytes) of the current run, as the kernel counted
+        them, or None for what this host does not account."""
+        if self.version == 1:
+            cpu = self.read(CGROUP_V1_ACCOUNTING, "cpuacct.usage") if CGROUP_V1_ACCOUNTING in self.dir_fds else ""
+            peak = self.read("memory", "memory.max_usage_in_bytes") if "memory" in self.dir_fds else ""
+            return (int(cpu) / 1e6 if cpu.strip() else None), (int(peak) if peak.strip() else None)
+        cpu = (self._v2_cpu_usage_us() - self.cpu_baseline_us) / 1000 if "cpu" in self.dir_fds else None
+        peak = None
+        if self.peak_fd is not None:
+            peak = int(os.pread(self.peak_fd, 64, 0) or b"0")
+        return cpu, peak
 
     def was_oom_killed(self):
         """Whether the memory controller killed something since the last look.
@@ -312,7 +358,7 @@ def create_run_cgroup(path):
                 cgroup.add(controller, run_dir)
         return cgroup
     cgroup = RunCgroup(version=1)
-    for controller in CGROUP_CONTROLLERS:
+    for controller in CGROUP_CONTROLLERS + (CGROUP_V1_ACCOUNTING,):
         mount_point = os.path.join(CGROUP_V1_ROOT, controller)
         if not os.path.exists(os.path.join(mount_point, "cgroup.procs")):
             continue

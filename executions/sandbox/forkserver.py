@@ -69,6 +69,7 @@ class Run:
     started: float
     timed_out: bool = False
     superseded: bool = False
+    answered: bool = False
 
 
 class Server:
@@ -188,8 +189,11 @@ class Server:
                     return
                 if not message:
                     return
+                request = json.loads(message)
                 if fds:
-                    self.start_run(fds[0], json.loads(message))
+                    self.start_run(fds[0], request)
+                elif "answered" in request:
+                    self.end_answered_run(request["answered"])
             for run in list(self.runs):
                 if run.pidfd in readable:
                     self.reap(run)
@@ -224,6 +228,7 @@ class Server:
             cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
         spare = self.spare if self.spare.alive() else self.make_spare()
         if cgroup is not None:
+            cgroup.start_accounting()
             cgroup.adopt(spare.pid)
         assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds}).encode()
         socket.send_fds(spare.sock, [assignment], [channel_fd])
@@ -247,6 +252,32 @@ class Server:
             self.kill(run)
         self.spare = self.make_spare()
 
+    def end_answered_run(self, run_id):
+        """The host has the run's answer: the child has nothing left to do.
+
+        It is killed now (it is exiting anyway, unless it lied about being
+        done) and the kernel's account of its CPU and memory goes back at
+        once, so the answer needn't wait for the process to be torn down.
+        Without cgroups the report waits for the reap, as for any run.
+        """
+        run = next((r for r in self.runs if r.run_id == run_id and not r.superseded), None)
+        if run is None:
+            return
+        run.answered = True
+        self.kill(run)
+        if run.cgroup is None:
+            return
+        run.superseded = True
+        cpu_ms, peak_bytes = run.cgroup.usage()
+        self.send_report({"runId": run_id, "answered": True, "cpuMs": cpu_ms, "maxRssBytes": peak_bytes,
+                          "wallMs": round((time.monotonic() - run.started) * 1000, 3)})
+
+    def send_report(self, report):
+        try:
+            self.control.send(json.dumps(report).encode())
+        except OSError:
+            pass
+
     def reap(self, run):
         _, status, usage = os.wait4(run.pid, 0)
         os.close(run.pidfd)
@@ -258,21 +289,19 @@ class Server:
                 oom_killed = run.cgroup.was_oom_killed()
         if run.superseded:
             return
-        report = {
+        cpu_ms, peak_bytes = run.cgroup.usage() if run.cgroup is not None else (None, None)
+        self.send_report({
             "runId": run.run_id,
+            "answered": run.answered,
             "pid": run.pid,
             "exitCode": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
             "timedOut": run.timed_out,
             "oomKilled": oom_killed,
             "wallMs": round((time.monotonic() - run.started) * 1000, 3),
-            "cpuMs": round((usage.ru_utime + usage.ru_stime) * 1000, 3),
-            "maxRssBytes": usage.ru_maxrss * 1024,
-        }
-        try:
-            self.control.send(json.dumps(report).encode())
-        except OSError:
-            pass
+            "cpuMs": cpu_ms if cpu_ms is not None else round((usage.ru_utime + usage.ru_stime) * 1000, 3),
+            "maxRssBytes": peak_bytes if peak_bytes is not None else usage.ru_maxrss * 1024,
+        })
 
     # -- the child --------------------------------------------------------------
 

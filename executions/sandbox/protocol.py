@@ -63,4 +63,7 @@ class FrameReader:
                 return
             payload = bytes(self.buffer[HEADER.size : HEADER.size + size])
             del self.buffer[: HEADER.size + size]
-            yield json.loads(payload)
+            try:
+                yield json.loads(payload)
+            except (ValueError, RecursionError) as error:
+                raise ProtocolError(f"malformed frame: {type(error).__name__}") from None

@@ -1,0 +1,116 @@
+"""Prometheus metrics of DESIGN.md §9, correct across processes.
+
+Executions end in qcluster worker processes and /metrics is answered by any
+of several gunicorn workers, so every process writes its samples to its own
+files in PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode,
+set up in settings) and a scrape merges all of them: counters and histograms
+are summed over every process that ever wrote them since the directory was
+wiped, including workers that django-q2 or gunicorn have since replaced.
+
+Two kinds of metrics:
+- event metrics (counters, histograms), written where the thing happens:
+  `observe_execution` is called once per finished execution;
+- state metrics (pool, queue, host), which no worker owns: they are computed
+  from the database, the cluster heartbeats and psutil by the process that
+  answers the scrape, right before it renders (`refresh_state_gauges`).
+  "mostrecent" makes the value of the latest scrape win over the values that
+  other web processes wrote at earlier scrapes.
+"""
+
+import hmac
+
+from django.conf import settings
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import stats
+from .models import Execution
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+MEMORY_BUCKETS = tuple(mib << 20 for mib in (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048))
+
+EXECUTIONS = Counter(
+    "plugin_executions_total", "Executions that ended, by plugin, action and final status.",
+    ["plugin_id", "action_name", "status"],
+)
+DURATION = Histogram(
+    "plugin_execution_duration_seconds", "Wall-clock time of the sandboxed run.", ["plugin_id"],
+    buckets=SECONDS_BUCKETS,
+)
+MEMORY = Histogram(
+    "plugin_execution_memory_bytes", "Peak resident memory of the sandboxed run.", ["plugin_id"],
+    buckets=MEMORY_BUCKETS,
+)
+ERRORS = Counter("plugin_errors_total", "Executions that ended in an error, by type.", ["plugin_id", "error_type"])
+TIMEOUTS = Counter("plugin_timeouts_total", "Executions that ended in TIMEOUT.", ["plugin_id"])
+RETRIES = Counter("plugin_retries_total", "Retry attempts made by executions that ended.", ["plugin_id"])
+QUEUE_WAIT = Histogram(
+    "worker_pool_queue_wait_seconds",
+    "Time from admission to a worker taking the run (to its expiry, for a run that never left the queue).",
+    ["priority"], buckets=SECONDS_BUCKETS,
+)
+
+# The result cache moves these where it answers and stores. The gauge, like
+# any "mostrecent" gauge, is exported once something has set it.
+CACHE_HITS = Counter("cache_hits_total", "Executions answered from the result cache.")
+CACHE_MISSES = Counter("cache_misses_total", "Cacheable executions not found in the result cache.")
+CACHE_SIZE = Gauge("cache_size_bytes", "Bytes held by the result cache.", multiprocess_mode="mostrecent")
+
+POOL_SIZE = Gauge(
+    "worker_pool_size", "qcluster workers with a live heartbeat: total, active (running a plugin) and idle.",
+    ["state"], multiprocess_mode="mostrecent",
+)
+QUEUE_SIZE = Gauge("worker_pool_queue_size", "Executions admitted and not yet started.", multiprocess_mode="mostrecent")
+SYSTEM_MEMORY = Gauge(
+    "system_memory_usage_bytes", "Host memory: total, used and available.", ["type"], multiprocess_mode="mostrecent"
+)
+SYSTEM_CPU = Gauge("system_cpu_usage_percent", "Host CPU use since the previous scrape.", multiprocess_mode="mostrecent")
+
+
+def observe_execution(execution):
+    """Count one execution that has just ended (called by lifecycle.finish_execution)."""
+    plugin_id = execution.plugin_version.plugin.slug
+    EXECUTIONS.labels(plugin_id, execution.action, execution.status).inc()
+    if execution.execution_time_ms is not None:
+        DURATION.labels(plugin_id).observe(execution.execution_time_ms / 1000)
+    if execution.peak_memory_bytes:
+        MEMORY.labels(plugin_id).observe(execution.peak_memory_bytes)
+    if execution.error_type:
+        ERRORS.labels(plugin_id, execution.error_type).inc()
+    if execution.status == Execution.Status.TIMEOUT:
+        TIMEOUTS.labels(plugin_id).inc()
+    if execution.retry_count:
+        RETRIES.labels(plugin_id).inc(execution.retry_count)
+    left_queue_at = execution.started_at or execution.finished_at
+    if left_queue_at is not None:
+        QUEUE_WAIT.labels(execution.organization.tier.priority).observe(
+            max(0.0, (left_queue_at - execution.queued_at).total_seconds())
+        )
+
+
+def refresh_state_gauges():
+    pool = stats.worker_pool()
+    for state in ("total", "active", "idle"):
+        POOL_SIZE.labels(state).set(pool[state])
+    QUEUE_SIZE.set(stats.queue_size())
+    host = stats.host_resources()
+    for kind in ("total", "used", "available"):
+        SYSTEM_MEMORY.labels(kind).set(host["memory"][kind])
+    SYSTEM_CPU.set(host["cpuPercent"])
+
+
+def render():
+    """The exposition text of every process's samples: (body, content type)."""
+    refresh_state_gauges()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def token_accepted(authorization):
+    """True when no METRICS_TOKEN is set, or when the Authorization header presents it."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    scheme, _, presented = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())

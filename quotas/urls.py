@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("secrets", views.SecretListView.as_view(), name="secret-list"),
+    path("secrets/<str:name>", views.SecretDetailView.as_view(), name="secret-detail"),
+]

@@ -1,0 +1,104 @@
+"""GET /metrics: samples written by the qcluster worker processes and by this
+process, merged through the multiprocess directory."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
+
+from .conftest import install_source, wait_for
+
+RAISES = """
+def fail(params, ctx):
+    raise ValueError("no")
+"""
+
+SPINS = """
+def spin(params, ctx):
+    while True:
+        pass
+"""
+
+
+def scrape(client=None, **headers):
+    response = (client or APIClient()).get("/metrics", **headers)
+    assert response.status_code == 200, response.content[:500]
+    assert response["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.mark.slow
+def test_executions_in_the_cluster_are_counted_with_their_labels(live, api, examples):
+    install_source("failing", RAISES, {"fail": "fail"})
+    install_source("spinning", SPINS, {"spin": "spin"})
+    before = scrape()
+    for text in ("a b", "c d", "e f"):
+        response = api.post("/execute", {"pluginId": "text-tools", "actionName": "slugify", "params": {"text": text}},
+                            format="json")
+        assert response.status_code == 200, response.json()
+    assert api.post("/execute", {"pluginId": "failing", "actionName": "fail"}, format="json").status_code == 500
+    assert api.post("/execute", {"pluginId": "spinning", "actionName": "spin", "timeout": 500},
+                    format="json").status_code == 504
+
+    def delta(samples, name, **labels):
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    def scrape_once_all_counted():
+        samples = scrape()
+        return samples if delta(samples, "plugin_timeouts_total", plugin_id="spinning") else None
+
+    # Each end is counted by the worker right after its commit: give the last one a moment.
+    after = wait_for(scrape_once_all_counted)
+
+    slug = {"plugin_id": "text-tools", "action_name": "slugify"}
+    assert delta(after, "plugin_executions_total", **slug, status="success") == 3
+    assert delta(after, "plugin_executions_total", plugin_id="failing", action_name="fail", status="error") == 1
+    assert delta(after, "plugin_executions_total", plugin_id="spinning", action_name="spin", status="timeout") == 1
+    assert delta(after, "plugin_errors_total", plugin_id="failing", error_type="PLUGIN_ERROR") == 1
+    assert delta(after, "plugin_errors_total", plugin_id="spinning", error_type="TIMEOUT") == 1
+    assert delta(after, "plugin_errors_total", plugin_id="text-tools", error_type="PLUGIN_ERROR") == 0
+    assert delta(after, "plugin_timeouts_total", plugin_id="spinning") == 1
+
+    assert delta(after, "plugin_execution_duration_seconds_count", plugin_id="text-tools") == 3
+    assert delta(after, "plugin_execution_duration_seconds_bucket", plugin_id="text-tools", le="+Inf") == 3
+    assert delta(after, "plugin_execution_duration_seconds_sum", plugin_id="text-tools") > 0
+    assert delta(after, "plugin_execution_duration_seconds_bucket", plugin_id="spinning", le="0.25") == 0
+    assert delta(after, "plugin_execution_memory_bytes_count", plugin_id="text-tools") == 3
+    # The organization is on the pro tier: medium priority.
+    assert delta(after, "worker_pool_queue_wait_seconds_count", priority="medium") == 5
+
+    # State gauges, computed at scrape time from the heartbeats and the database.
+    assert value(after, "worker_pool_size", state="total") >= 3
+    assert value(after, "worker_pool_size", state="idle") + value(after, "worker_pool_size", state="active") >= 3
+    assert ("worker_pool_queue_size", ()) in after
+    assert value(after, "system_memory_usage_bytes", type="total") > value(after, "system_memory_usage_bytes", type="used") > 0
+    assert ("system_cpu_usage_percent", ()) in after
+    # Unlabelled counters are exported from the start; the result cache moves these.
+    assert ("cache_hits_total", ()) in after and ("cache_misses_total", ()) in after
+    # django-prometheus's own request and database metrics, from this process.
+    assert any(name == "django_http_requests_total_by_view_transport_method_total" for name, _ in after)
+    assert any(name == "django_db_execute_total" for name, _ in after)
+
+
+@pytest.mark.django_db
+def test_metrics_token_when_set(settings):
+    settings.METRICS_TOKEN = "scrape-me"
+    refused = APIClient().get("/metrics")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["type"] == "AUTHENTICATION_FAILED"
+    assert refused["WWW-Authenticate"].startswith("Bearer")
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    samples = scrape(HTTP_AUTHORIZATION="Bearer scrape-me")
+    assert any(name == "worker_pool_queue_size" for name, _ in samples)
+
+
+@pytest.mark.django_db
+def test_metrics_open_without_token():
+    assert APIClient().get("/metrics").status_code == 200
