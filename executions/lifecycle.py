@@ -18,7 +18,7 @@ from quotas.enforcement import usage_today
 
 from . import metrics
 from .events import record_event
-from .models import Execution, ExecutionEvent
+from .models import Execution, ExecutionAttempt, ExecutionEvent
 
 WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finished"
 
@@ -59,11 +59,15 @@ def finish_execution(
     execution_time_ms=None,
     peak_memory_bytes=None,
     cpu_time_ms=None,
+    retry_count=0,
+    fallback="",
     from_statuses=(Execution.Status.QUEUED, Execution.Status.RUNNING),
 ):
     """Record how a run ended, once; returns False if it had already ended."""
     now = timezone.now()
     fields = dict(
+        retry_count=retry_count,
+        fallback=fallback,
         status=status,
         result=result,
         error_type=error_type,
@@ -90,6 +94,17 @@ def finish_execution(
     return True
 
 
+def record_answered_execution(**fields):
+    """Record an execution answered without a run (a cache hit, or a fallback
+    while the plugin's breaker is open): created already ended, with its
+    event, in the caller's transaction."""
+    now = timezone.now()
+    execution = Execution.objects.create(started_at=now, finished_at=now, **fields)
+    record_execution_event(execution)
+    transaction.on_commit(lambda: metrics.observe_execution(execution))
+    return execution
+
+
 def record_execution_event(execution):
     quota = usage_today(execution.organization)
     record_event(
@@ -108,9 +123,32 @@ def record_execution_event(execution):
             "memoryUsed": execution.peak_memory_bytes,
             "retryCount": execution.retry_count,
             "cacheHit": execution.cache_hit,
+            "fallback": execution.fallback or None,
             "quotaUsed": quota.used,
             "quotaRemaining": quota.remaining,
         },
+    )
+
+
+def record_attempt(execution, number, outcome, started_at):
+    """One run in the sandbox; the execution keeps every attempt."""
+    ExecutionAttempt.objects.create(
+        execution=execution,
+        number=number,
+        status=outcome.status,
+        error_type=outcome.error_type,
+        error_message=outcome.message[:2000],
+        execution_time_ms=round(outcome.wall_ms),
+        started_at=started_at,
+        finished_at=timezone.now(),
+    )
+
+
+def renew_lease(execution, retries):
+    """A retry is a new run: give it a full lease of its own."""
+    lease = dt.timedelta(milliseconds=execution.timeout_ms, seconds=settings.EXECUTION_LEASE_GRACE_SECONDS)
+    Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
+        lease_expires_at=timezone.now() + lease, retry_count=retries
     )
 
 

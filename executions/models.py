@@ -29,6 +29,13 @@ class Execution(models.Model):
     logs = models.JSONField(default=list, blank=True)
     logs_truncated = models.BooleanField(default=False)
     cache_hit = models.BooleanField(default=False)
+    cache_key = models.CharField(max_length=64, blank=True, help_text="Empty when the action is not cacheable.")
+    fallback = models.CharField(
+        max_length=20, blank=True, choices=[("", "none"), ("stale_cache", "stale cached result"), ("default", "action default")],
+        help_text="The run failed and this answer was given instead.",
+    )
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
     retry_count = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker that ran it")
     lease_expires_at = models.DateTimeField(
@@ -44,6 +51,13 @@ class Execution(models.Model):
     class Meta:
         ordering = ["-queued_at"]
         indexes = [models.Index(fields=["organization", "-queued_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="one_execution_per_idempotency_key",
+            )
+        ]
 
     def __str__(self):
         return f"{self.id} {self.plugin_version} {self.action} {self.status}"
@@ -55,6 +69,64 @@ class Execution(models.Model):
     @property
     def plugin_slug(self):
         return self.plugin_version.plugin.slug
+
+
+class ExecutionAttempt(models.Model):
+    """One run of an execution in the sandbox; retries add attempts."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10)
+    error_type = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    execution_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["execution", "number"]
+        constraints = [models.UniqueConstraint(fields=["execution", "number"], name="unique_attempt_number")]
+
+    def __str__(self):
+        return f"{self.execution_id} #{self.number} {self.status}"
+
+
+class CachedResult(models.Model):
+    """A successful result, kept for CACHE_TTL (fresh) and then while it may
+    still serve as a stale fallback; shared by every process and node."""
+
+    key = models.CharField(max_length=64, unique=True)
+    plugin_slug = models.SlugField(max_length=64, db_index=True)
+    organization = models.ForeignKey("quotas.Organization", on_delete=models.CASCADE, related_name="+")
+    payload = models.BinaryField()
+    compressed = models.BooleanField(default=False)
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField()
+    hits = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.plugin_slug} {self.key[:12]}"
+
+
+class CircuitBreaker(models.Model):
+    """Per-plugin breaker state, in the database so that every node agrees."""
+
+    class State(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        HALF_OPEN = "half_open"
+
+    plugin = models.OneToOneField("plugins.Plugin", on_delete=models.CASCADE, related_name="breaker")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    probes_in_flight = models.PositiveSmallIntegerField(default=0)
+    probe_successes = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.plugin.slug}: {self.state}"
 
 
 class EgressWindow(models.Model):

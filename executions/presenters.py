@@ -12,10 +12,10 @@ def execution_response(execution, quota=None):
     """The sync/GET shape: 200 with the result, or the error envelope with its status."""
     quota = quota or usage_today(execution.organization)
     headers = quota.headers()
-    if execution.status == Execution.Status.SUCCESS:
+    if execution.status == Execution.Status.SUCCESS or execution.fallback:
         body = {
             "executionId": str(execution.id),
-            "status": execution.status,
+            "status": Execution.Status.SUCCESS if execution.fallback else execution.status,
             "success": True,
             "result": execution.result,
             "executionTime": execution.execution_time_ms,
@@ -26,6 +26,11 @@ def execution_response(execution, quota=None):
             "logsTruncated": execution.logs_truncated,
             "quota": quota.as_dict(),
         }
+        if execution.fallback:
+            # The run failed; this is the substitute the fallback chain found.
+            body["fallback"] = execution.fallback
+            body["stale"] = execution.fallback == "stale_cache"
+            body["error"] = error_body(execution.error_type, execution.error_message)["error"]
         return Response(body, status=200, headers=headers)
     if not execution.is_terminal:
         body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}

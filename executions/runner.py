@@ -64,20 +64,25 @@ def memory_limit_mb(organization, manifest):
     return min(requested, ceiling) if requested else ceiling
 
 
-def run_in_sandbox(execution, secrets):
-    """Run the execution's action; returns a RunResult with secrets redacted."""
+def secrets_for_run(organization, manifest, request_secrets):
+    """(available, granted): the organization's stored secrets overridden by
+    the request's own values, decrypted only for the names the manifest
+    declares; and of those, what the plugin receives. Redaction covers all
+    of `available`."""
+    declared = set(manifest.get("secrets") or [])
+    available = {**stored_secrets(organization, declared), **request_secrets}
+    granted = {name: value for name, value in available.items() if name in declared}
+    return available, granted
+
+
+def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
+    """Run the execution's action once; returns a RunResult with secrets redacted."""
     version = execution.plugin_version
     action = version.manifest["actions"][execution.action]
-    declared = set(version.manifest.get("secrets") or [])
     try:
-        # The organization's stored secrets, each overridden by the request's
-        # own value for this run; decrypted here, in the worker, only for
-        # the names the plugin may have.
-        available = {**stored_secrets(execution.organization, declared), **secrets}
+        available, granted = secrets_for_run(execution.organization, version.manifest, secrets)
     except SecretUnreadable as error:
         return RunResult(status="error", error_type="INTERNAL_ERROR", message=str(error))
-    # A plugin only receives the secrets its manifest declares.
-    granted = {name: value for name, value in available.items() if name in declared}
     request = RunRequest(
         execution_id=str(execution.id),
         actor_id=execution.actor_id,
@@ -86,7 +91,8 @@ def run_in_sandbox(execution, secrets):
         handler=action["handler"],
         params=execution.params,
         secrets=granted,
-        timeout_ms=execution.timeout_ms,
+        timeout_ms=timeout_ms or execution.timeout_ms,
+        attempt=attempt,
         memory_bytes=execution.memory_limit_mb * 1024 * 1024,
         max_result_bytes=settings.MAX_RESULT_BYTES,
         max_log_bytes=settings.MAX_LOG_BYTES,

@@ -1,29 +1,30 @@
 """From a validated request to a queued execution, and back to its outcome."""
 
+import contextlib
+import hashlib
+import hmac
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 from jsonschema import Draft202012Validator
 
 from plugins.models import Plugin
-from quotas.enforcement import QuotaRefused, admit
+from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
 
-from . import lifecycle
+from . import breaker, cache, lifecycle, recovery
+from .cache import canonical_json
 from .errors import ApiError
 from .events import record_event
 from .models import Execution, ExecutionEvent
-from .runner import host_layers, memory_limit_mb, missing_host_layers
+from .runner import host_layers, memory_limit_mb, missing_host_layers, secrets_for_run
 from .transport import seal_secrets
 
 # How long a synchronous caller waits for a run to leave the queue, beyond
 # the run's own timeout, before the run is given up as TIMEOUT.
 QUEUE_PATIENCE_SECONDS = 10
-# How long past its timeout a started run may take to be reported (kill,
-# reap, record) before the caller is told to poll instead.
-REPORT_PATIENCE_SECONDS = 30
 
 
 def resolve_action(organization, plugin_id, action_name, version=None):
@@ -67,43 +68,140 @@ def effective_timeout_ms(requested_ms, action):
     return max(1, min(int(timeout), settings.MAX_TIMEOUT_MS))
 
 
-def submit_execution(*, organization, plugin_version, action_name, params, secrets, timeout_ms, actor_id):
-    """Admit and queue one run; returns (execution, quota snapshot)."""
+def request_fingerprint(body):
+    """What makes two requests with one Idempotency-Key the same request.
+
+    Keyed, because the body may hold secrets and the fingerprint is stored."""
+    return hmac.new(settings.SECRET_KEY.encode(), canonical_json(body).encode(), hashlib.sha256).hexdigest()
+
+
+def replay(organization, idempotency_key, fingerprint):
+    """The execution an earlier request with this key created, or None."""
+    if not idempotency_key:
+        return None
+    existing = Execution.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
+    if existing is not None and existing.request_fingerprint != fingerprint:
+        raise ApiError(
+            "IDEMPOTENCY_CONFLICT",
+            "this Idempotency-Key was used with a different request body",
+            execution_id=existing.id,
+        )
+    return existing
+
+
+def submit_execution(*, organization, idempotency_key="", fingerprint="", **request):
+    """Answer from the cache, or admit and queue one run; returns (execution, quota snapshot).
+
+    In order: an earlier request with the same Idempotency-Key, the sandbox
+    being usable, the result cache, the plugin's circuit breaker (with its
+    fallbacks), the queue's room, then the quotas.
+    """
+    try:
+        existing = replay(organization, idempotency_key, fingerprint)
+        if existing is None:
+            return _submit(organization=organization, idempotency_key=idempotency_key, fingerprint=fingerprint, **request)
+    except IdempotentReplay as replayed:
+        existing = replayed.execution
+    return existing, usage_today(organization)
+
+
+def _submit(*, organization, plugin_version, action_name, params, secrets, timeout_ms, actor_id, idempotency_key, fingerprint):
     missing = missing_host_layers()
     if missing:
         reasons = "; ".join(f"{name} ({host_layers().get(name, (False, 'unknown layer'))[1]})" for name in missing)
         raise ApiError("SANDBOX_UNAVAILABLE", f"plugins are not run on this host: required sandbox layers are missing: {reasons}",
                        details={"missingLayers": missing})
+    action = plugin_version.action(action_name)
+    fields = dict(
+        organization=organization,
+        actor_id=actor_id or "",
+        plugin_version=plugin_version,
+        action=action_name,
+        params=params,
+        timeout_ms=timeout_ms,
+        memory_limit_mb=memory_limit_mb(organization, plugin_version.manifest),
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint if idempotency_key else "",
+    )
+    if cache.is_cacheable(action):
+        _, granted = secrets_for_run(organization, plugin_version.manifest, secrets)
+        fields["cache_key"] = cache.cache_key(organization, plugin_version, action_name, params, granted)
+        cached = cache.lookup(fields["cache_key"])
+        if cached is not None:
+            return answer_without_run(fields, status=Execution.Status.SUCCESS, result=cached, cache_hit=True,
+                                      execution_time_ms=0)
+    try:
+        breaker.admit(plugin_version.plugin)
+    except breaker.CircuitOpen as refusal:
+        return answer_circuit_open(fields, action, refusal)
     if Execution.objects.filter(status=Execution.Status.QUEUED).count() >= settings.QUEUE_LIMIT:
         raise ApiError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
                        headers={"Retry-After": "2"})
     lifecycle.reclaim_expired_leases(organization)
     sealed = seal_secrets(secrets)
-    try:
+    with quota_refusals(fields):
         with transaction.atomic():
             quota = admit(organization)
-            execution = Execution.objects.create(
-                organization=organization,
-                actor_id=actor_id or "",
-                plugin_version=plugin_version,
-                action=action_name,
-                params=params,
-                timeout_ms=timeout_ms,
-                memory_limit_mb=memory_limit_mb(organization, plugin_version.manifest),
-            )
+            execution = Execution.objects.create(**fields)
             transaction.on_commit(lambda: enqueue(execution, sealed))
+    return execution, quota
+
+
+def answer_without_run(fields, **outcome):
+    """A cache hit or a fallback: counted against the daily quota (it answered
+    a request) but holding no concurrent slot (nothing runs)."""
+    with quota_refusals(fields):
+        with transaction.atomic():
+            quota = consume_daily(fields["organization"])
+            execution = lifecycle.record_answered_execution(**fields, **outcome)
+    return execution, quota
+
+
+def answer_circuit_open(fields, action, refusal):
+    """The breaker is open: a recent cached result, else the action's
+    default, else CIRCUIT_OPEN — and the organization's owner is told."""
+    execution = Execution(**fields)
+    substitute = recovery.fallback(execution, action)
+    recovery.notify_owner(fields["organization"], fields["plugin_version"].plugin.slug, "its circuit breaker is open")
+    if substitute is None:
+        raise ApiError("CIRCUIT_OPEN", str(refusal), headers={"Retry-After": str(refusal.retry_after)})
+    kind, result = substitute
+    return answer_without_run(
+        fields, status=Execution.Status.ERROR, error_type="CIRCUIT_OPEN", error_message=str(refusal),
+        fallback=kind, result=result,
+    )
+
+
+@contextlib.contextmanager
+def quota_refusals(fields):
+    """Turn a quota refusal into its API error, with its audit event; a lost
+    Idempotency-Key race into the winner's execution."""
+    organization = fields["organization"]
+    try:
+        yield
     except QuotaRefused as refusal:
         record_event(
             ExecutionEvent.Type.QUOTA_EXCEEDED,
             organization=organization,
-            actor_id=actor_id,
-            target_id=plugin_version.plugin.slug,
+            actor_id=fields["actor_id"],
+            target_id=fields["plugin_version"].plugin.slug,
             metadata={"errorType": refusal.error_type, "quotaUsed": refusal.snapshot.used,
-                      "quotaLimit": refusal.snapshot.limit, "actionName": action_name},
+                      "quotaLimit": refusal.snapshot.limit, "actionName": fields["action"]},
         )
         headers = {"Retry-After": str(refusal.retry_after), **refusal.snapshot.headers()}
         raise ApiError(refusal.error_type, refusal.message, headers=headers) from None
-    return execution, quota
+    except IntegrityError:
+        if not fields["idempotency_key"]:
+            raise
+        raise IdempotentReplay(replay(organization, fields["idempotency_key"], fields["request_fingerprint"])) from None
+
+
+class IdempotentReplay(Exception):
+    """Two requests with one Idempotency-Key raced and the other one won."""
+
+    def __init__(self, execution):
+        super().__init__(str(execution.id))
+        self.execution = execution
 
 
 def enqueue(execution, sealed_secrets):
@@ -124,20 +222,19 @@ def enqueue(execution, sealed_secrets):
 
 
 def wait_for_outcome(execution):
-    """Block until the run ends and return it; a run still queued after the
-    caller's patience is expired, and one that outlives its report deadline
-    is returned unfinished."""
+    """Block until the run ends and return it. A run still queued past its
+    timeout plus QUEUE_PATIENCE_SECONDS is expired; a running one is waited
+    for while its worker's lease holds (retries renew it), and reclaimed as
+    WORKER_CRASHED when the lease runs out."""
     submitted = time.monotonic()
     give_up_queued_at = submitted + execution.timeout_ms / 1000 + QUEUE_PATIENCE_SECONDS
-    give_up_at = give_up_queued_at + REPORT_PATIENCE_SECONDS
     interval = 0.002
     while True:
         current = Execution.objects.select_related("plugin_version__plugin", "organization__tier").get(pk=execution.pk)
-        if current.is_terminal or time.monotonic() > give_up_at:
+        if current.is_terminal:
             return current
-        now = time.monotonic()
-        if current.status == Execution.Status.QUEUED and now > give_up_queued_at:
-            lifecycle.expire_queued_execution(current, now - submitted)
+        if current.status == Execution.Status.QUEUED and time.monotonic() > give_up_queued_at:
+            lifecycle.expire_queued_execution(current, time.monotonic() - submitted)
             continue
         if current.lease_expires_at and current.lease_expires_at < timezone.now():
             lifecycle.reclaim_expired_leases(current.organization)

@@ -1,8 +1,11 @@
 """django-q2 task entry points (run inside qcluster worker processes)."""
 
 import logging
+import time
 
-from . import lifecycle
+from django.utils import timezone
+
+from . import breaker, cache, lifecycle, recovery
 from .runner import run_in_sandbox
 from .transport import SecretsUnreadable, unseal_secrets
 
@@ -19,7 +22,7 @@ def run_execution(execution_id, sealed_secrets=None):
         lifecycle.finish_execution(execution, status="error", error_type="INTERNAL_ERROR", error_message=str(error))
         return
     try:
-        outcome = run_in_sandbox(execution, secrets)
+        outcome, retries = run_with_retries(execution, secrets)
     except Exception:
         # Whatever went wrong on the host side, the record must not stay
         # "running": close it as a crash of the worker's side, retryable.
@@ -28,16 +31,70 @@ def run_execution(execution_id, sealed_secrets=None):
             execution, status="error", error_type="WORKER_CRASHED", error_message="the worker failed while running this execution"
         )
         return
-    lifecycle.finish_execution(
-        execution,
-        status=outcome.status,
-        result=outcome.result,
-        error_type=outcome.error_type,
-        error_message=outcome.message,
-        error_traceback=outcome.traceback,
+    finish(execution, outcome, retries)
+
+
+def run_with_retries(execution, secrets):
+    """Run until success, a failure another try won't fix, the retry budget
+    is spent, or the plugin's breaker opens. Every attempt is recorded and
+    counted by the breaker.
+
+    The execution's timeout is the budget of the whole request: an attempt
+    gets the action's own `timeoutMs` at most, and never more than what is
+    left, so retries never make a caller wait past the timeout it asked for.
+    """
+    plugin = execution.plugin_version.plugin
+    action = execution.plugin_version.manifest["actions"][execution.action]
+    deadline = time.monotonic() + execution.timeout_ms / 1000
+    retries = 0
+    while True:
+        remaining_ms = (deadline - time.monotonic()) * 1000
+        attempt_ms = max(1, round(min(action.get("timeoutMs") or execution.timeout_ms, remaining_ms)))
+        started_at = timezone.now()
+        outcome = run_in_sandbox(execution, secrets, timeout_ms=attempt_ms, attempt=retries + 1)
+        lifecycle.record_attempt(execution, retries + 1, outcome, started_at)
+        if outcome.error_type != "SANDBOX_UNAVAILABLE":
+            breaker.record_outcome(plugin, outcome.status == "success")
+        if outcome.status == "success" or not recovery.should_retry(outcome.error_type, action, retries):
+            return outcome, retries
+        pause = recovery.backoff_seconds(retries + 1)
+        if breaker.is_open(plugin) or (deadline - time.monotonic() - pause) * 1000 < recovery.MIN_ATTEMPT_MS:
+            return outcome, retries
+        retries += 1
+        time.sleep(pause)
+        lifecycle.renew_lease(execution, retries)
+
+
+def finish(execution, outcome, retries):
+    measures = dict(
         logs=outcome.logs,
         logs_truncated=outcome.logs_truncated,
         execution_time_ms=round(outcome.wall_ms),
         peak_memory_bytes=outcome.max_rss_bytes or None,
         cpu_time_ms=round(outcome.cpu_ms),
+        retry_count=retries,
     )
+    if outcome.status == "success":
+        if lifecycle.finish_execution(execution, status="success", result=outcome.result, **measures) and execution.cache_key:
+            cache.store(execution.cache_key, execution, outcome.result)
+        return
+    action = execution.plugin_version.manifest["actions"][execution.action]
+    substitute = recovery.fallback(execution, action)
+    lifecycle.finish_execution(
+        execution,
+        status=outcome.status,
+        result=substitute[1] if substitute else None,
+        fallback=substitute[0] if substitute else "",
+        error_type=outcome.error_type,
+        error_message=outcome.message,
+        error_traceback=outcome.traceback,
+        **measures,
+    )
+    # The owner hears of failures the fallback chain exists for: transient ones
+    # that outlived their retries, and a plugin whose breaker is open.
+    if outcome.error_type in recovery.RETRYABLE_ERRORS or breaker.is_open(execution.plugin_version.plugin):
+        recovery.notify_owner(
+            execution.organization,
+            execution.plugin_version.plugin.slug,
+            f"{outcome.error_type} after {retries + 1} attempt(s): {outcome.message[:200]}",
+        )

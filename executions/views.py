@@ -4,13 +4,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import openapi
+from plugins.models import Plugin
+from quotas.permissions import IsOperator
+
+from . import cache, openapi
 from .errors import ApiError
 from .health import UNHEALTHY, run_checks
 from .models import Execution
 from .presenters import execution_response
 from .serializers import ExecuteRequestSerializer
-from .submission import effective_timeout_ms, resolve_action, submit_execution, validate_params, wait_for_outcome
+from .submission import effective_timeout_ms, request_fingerprint, resolve_action, submit_execution, validate_params, wait_for_outcome
 
 
 def reject_oversized_body(request, limit=None):
@@ -37,7 +40,12 @@ class ExecuteView(APIView):
             raise ApiError("PERMISSION_DENIED", "organizationId does not match the API key's organization")
         plugin_version, action = resolve_action(organization, data["pluginId"], data["actionName"], data.get("version"))
         validate_params(action, data["params"])
+        idempotency_key = request.headers.get("Idempotency-Key", "").strip()
+        if len(idempotency_key) > 200:
+            raise ApiError("VALIDATION_ERROR", "the Idempotency-Key header is longer than 200 characters")
         execution, quota = submit_execution(
+            idempotency_key=idempotency_key,
+            fingerprint=request_fingerprint(request.data) if idempotency_key else "",
             organization=organization,
             plugin_version=plugin_version,
             action_name=data["actionName"],
@@ -52,6 +60,8 @@ class ExecuteView(APIView):
             headers = {"Location": location, **quota.headers()}
             body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
             return Response(body, status=202, headers=headers)
+        if execution.is_terminal:
+            return execution_response(execution, quota)
         return execution_response(wait_for_outcome(execution), quota)
 
 
@@ -75,3 +85,21 @@ class HealthView(APIView):
     def get(self, request):
         status, checks = run_checks()
         return Response({"status": status, "checks": checks}, status=503 if status == UNHEALTHY else 200)
+
+
+class CacheClearView(APIView):
+    permission_classes = [IsOperator]
+
+    def post(self, request):
+        removed = cache.clear(actor_id=str(request.user))
+        return Response({"cleared": True, "entriesRemoved": removed})
+
+
+class CacheInvalidateView(APIView):
+    permission_classes = [IsOperator]
+
+    def post(self, request, plugin_id):
+        if not Plugin.objects.filter(slug=plugin_id).exists():
+            raise ApiError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")
+        removed = cache.invalidate_plugin(plugin_id, actor_id=str(request.user))
+        return Response({"pluginId": plugin_id, "invalidated": True, "entriesRemoved": removed})

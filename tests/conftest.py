@@ -122,10 +122,27 @@ class Cluster:
             self.processes.append(self._start_one(name))
         return self
 
+    @property
+    def database_url(self):
+        database = settings.DATABASES["default"]
+        return f"sqlite:///{database.get('TEST', {}).get('NAME') or database['NAME']}"
+
+    def kill_leftovers(self):
+        """A session that died mid-way leaves its clusters writing to the test
+        database this session is about to recreate."""
+        import psutil
+
+        for process in psutil.process_iter(["cmdline"]):
+            try:
+                if "qcluster" in " ".join(process.info["cmdline"] or []) and process.environ().get("DATABASE_URL") == self.database_url:
+                    process.kill()
+            except (psutil.Error, OSError):
+                continue
+
     def _start_one(self, name):
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+            DATABASE_URL=self.database_url,
             Q_CLUSTER_NAME=name,
             WORKERS_HIGH=str(self.workers),
             WORKERS_MEDIUM=str(self.workers),
@@ -177,6 +194,13 @@ class Cluster:
         import psutil
 
         return [child.pid for p in self.processes for child in psutil.Process(p.pid).children(recursive=True)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_clusters():
+    """Before the test database is created: no cluster of a crashed session
+    may still be writing to it."""
+    Cluster().kill_leftovers()
 
 
 @pytest.fixture(scope="session")

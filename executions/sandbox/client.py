@@ -43,6 +43,7 @@ class RunRequest:
     memory_bytes: int
     secrets: dict = field(default_factory=dict)
     actor_id: str = ""
+    attempt: int = 1
     max_result_bytes: int = 1024 * 1024
     max_log_bytes: int = 64 * 1024
     max_egress_requests: int = 50
@@ -224,6 +225,7 @@ class ForkServerClient:
             {
                 "executionId": request.execution_id,
                 "actorId": request.actor_id,
+                "attempt": request.attempt,
                 "files": request.files,
                 "entrypoint": request.entrypoint,
                 "handler": request.handler,

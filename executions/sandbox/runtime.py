@@ -141,11 +141,13 @@ class LogStream(io.TextIOBase):
 
 
 class Context:
-    def __init__(self, channel, secrets, logs, execution_id, actor_id):
+    def __init__(self, channel, secrets, logs, execution_id, actor_id, attempt=1):
         self.secrets = dict(secrets)
         self.http = HttpClient(channel)
         self.execution_id = execution_id
         self.actor_id = actor_id
+        # 1 for the first run of an execution, 2 for its first retry, …
+        self.attempt = attempt
         self._logs = logs
 
     def log(self, *args):
@@ -226,7 +228,8 @@ def execute(request, channel):
         handler = getattr(module, request["handler"], None)
         if not callable(handler):
             raise LookupError(f"handler {request['handler']!r} is not defined by the plugin")
-        ctx = Context(channel, request.get("secrets") or {}, logs, request["executionId"], request.get("actorId", ""))
+        ctx = Context(channel, request.get("secrets") or {}, logs, request["executionId"], request.get("actorId", ""),
+                      request.get("attempt", 1))
         result = _call_handler(handler, request["params"], ctx)
         try:
             encoded = _json_dumps(result)
