@@ -141,7 +141,8 @@ class PluginVersionAdmin(admin.ModelAdmin):
     list_select_related = ["plugin"]
     search_fields = ["plugin__slug", "version", "sha256"]
     fields = [
-        "plugin", "version", "is_active", "sha256", "files_digest", "signed_by", "created_at", "files", "pretty_manifest",
+        "plugin", "version", "is_active", "sha256", "files_digest", "signed_by", "created_at",
+        "files", "pretty_manifest",
     ]
     readonly_fields = fields
     actions = ["activate"]

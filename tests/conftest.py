@@ -150,33 +150,47 @@ class Cluster:
             EXECUTION_LEASE_GRACE_SECONDS=str(self.lease_grace_seconds),
             PYTHONUNBUFFERED="1",
         )
+        # Unbuffered bytes: select() must see every line as it arrives, not
+        # leave the "running" line sitting in a reader's buffer.
         process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
+            bufsize=0,
         )
         deadline = time.monotonic() + 60
-        output = []
+        output = b""
         while time.monotonic() < deadline:
             ready, _, _ = select.select([process.stdout], [], [], 1)
             if ready:
-                line = process.stdout.readline()
-                output.append(line)
-                if "running" in line.lower() and "cluster" in line.lower():
+                chunk = os.read(process.stdout.fileno(), 65536)
+                output += chunk
+                if b"running." in output.lower() and b"cluster" in output.lower():
                     break
             if process.poll() is not None:
                 self.stop()
-                raise RuntimeError("qcluster exited:\n" + "".join(output))
+                raise RuntimeError("qcluster exited:\n" + output.decode(errors="replace"))
         else:
-            process.kill()
+            self.kill_tree(process)
             self.stop()
-            raise RuntimeError("qcluster did not start:\n" + "".join(output))
+            raise RuntimeError("qcluster did not start:\n" + output.decode(errors="replace"))
         # Keep draining its output so the pipe never fills and blocks it.
         self.sinks.append(subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL))
         return process
+
+    @staticmethod
+    def kill_tree(process):
+        import psutil
+
+        try:
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
+        except psutil.Error:
+            pass
+        process.kill()
+        process.wait()
 
     def stop(self):
         for process in self.processes:
@@ -186,8 +200,7 @@ class Cluster:
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                self.kill_tree(process)
         self.processes = []
 
     def worker_pids(self):

@@ -159,7 +159,11 @@ BAD_ARCHIVES = {
         "archive",
         "absolute",
     ),
-    "symlink": (zip_of(("plugin.json", json.dumps(manifest())), (_symlink(), "/etc/passwd")), "archive", "symbolic link"),
+    "symlink": (
+        zip_of(("plugin.json", json.dumps(manifest())), (_symlink(), "/etc/passwd")),
+        "archive",
+        "symbolic link",
+    ),
     "zip bomb": (
         zip_of(("plugin.json", json.dumps(manifest())), ("plugin.py", SOURCE), ("data.txt", "a" * (900 * 1024))),
         "archive",
@@ -255,7 +259,8 @@ def test_a_new_version_becomes_active_and_activating_the_old_one_rolls_back(api,
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["activeVersion"] == "1.0.0"
-    assert [(v["version"], v["active"]) for v in body["versions"]] == [("1.2.0", False), ("1.1.0", False), ("1.0.0", True)]
+    versions = [(version["version"], version["active"]) for version in body["versions"]]
+    assert versions == [("1.2.0", False), ("1.1.0", False), ("1.0.0", True)]
     event = ExecutionEvent.objects.get(type="plugin_state_changed")
     assert event.organization == org and event.target_id == "echo"
     assert event.metadata == {"change": "activated", "version": "1.0.0", "previousVersion": "1.1.0"}
@@ -346,7 +351,8 @@ def test_admin_upload_form_stores_a_version(admin_client, org):
     archive = SimpleUploadedFile("echo.zip", plugin_zip())
     response = admin_client.post(add_url, {"archive": archive, "owner": org.pk, "activate": "on"})
     version = PluginVersion.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("admin:plugins_plugin_change", args=[version.plugin.pk])
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:plugins_plugin_change", args=[version.plugin.pk])
     assert version.plugin.owner == org and version.is_active
     assert ExecutionEvent.objects.get(type="plugin_version_uploaded").actor_id == "admin:admin"
 
@@ -372,12 +378,14 @@ def test_admin_upload_form_shows_the_problems_and_stores_nothing(admin_client):
 
 @pytest.mark.django_db
 def test_admin_activation_and_enabling_are_audited(admin_client):
-    first = admin_client.post(reverse("admin:plugins_plugin_add"), {"archive": SimpleUploadedFile("a.zip", plugin_zip())})
-    assert first.status_code == 302
-    admin_client.post(reverse("admin:plugins_plugin_add"), {"archive": SimpleUploadedFile("b.zip", plugin_zip(version="2.0.0")), "activate": "on"})
+    add_url = reverse("admin:plugins_plugin_add")
+    assert admin_client.post(add_url, {"archive": SimpleUploadedFile("a.zip", plugin_zip())}).status_code == 302
+    newer = SimpleUploadedFile("b.zip", plugin_zip(version="2.0.0"))
+    assert admin_client.post(add_url, {"archive": newer, "activate": "on"}).status_code == 302
     old = PluginVersion.objects.get(version="1.0.0")
-    admin_client.post(reverse("admin:plugins_pluginversion_changelist"), {"action": "activate", "_selected_action": [old.pk]})
-    admin_client.post(reverse("admin:plugins_plugin_changelist"), {"action": "disable", "_selected_action": [old.plugin.pk]})
+    versions, plugins = reverse("admin:plugins_pluginversion_changelist"), reverse("admin:plugins_plugin_changelist")
+    admin_client.post(versions, {"action": "activate", "_selected_action": [old.pk]})
+    admin_client.post(plugins, {"action": "disable", "_selected_action": [old.plugin.pk]})
     changes = ExecutionEvent.objects.filter(type="plugin_state_changed").order_by("timestamp", "pk")
     assert [(event.metadata["change"], event.actor_id) for event in changes] == [
         ("activated", "admin:admin"),
@@ -471,7 +479,8 @@ def test_install_plugin_and_plugin_digest_commands(publisher, tmp_path):
 
     signature = base64.b64encode(private.sign(digest.encode())).decode()
     with pytest.raises(CommandError, match="signature: is not a signature"):
-        call_command("install_plugin", str(folder), "--signature", base64.b64encode(b"x" * 64).decode(), stdout=io.StringIO())
+        forged = base64.b64encode(b"x" * 64).decode()
+        call_command("install_plugin", str(folder), "--signature", forged, stdout=io.StringIO())
     out = io.StringIO()
     call_command("install_plugin", str(folder), "--signature", signature, stdout=out)
     assert "signed by" in out.getvalue()

@@ -18,7 +18,7 @@ from django.db import connection
 from django.urls import reverse
 
 from executions.egress_gateway import EgressGateway
-from executions.models import Execution, ExecutionEvent
+from executions.models import CachedResult, Execution, ExecutionEvent
 from executions.redaction import REDACTED, Redactor
 from quotas.models import OrganizationSecret
 from quotas.secrets import SecretUnreadable, key_id, reencrypt_secrets, set_secret, stored_secrets
@@ -233,6 +233,10 @@ def fail(params, ctx):
     ctx.log("failing with " + ctx.secrets["API_TOKEN"])
     raise ValueError("cannot use " + ctx.secrets["API_TOKEN"])
 
+def leak_much(params, ctx):
+    # Large enough to be stored compressed in the result cache.
+    return {"tokens": [ctx.secrets["API_TOKEN"]] * 500}
+
 def call_out(params, ctx):
     token = ctx.secrets["API_TOKEN"]
     try:
@@ -268,9 +272,9 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
     value, undeclared, per_request = new_value(), new_value(), new_value()
     assert api.put("/secrets/API_TOKEN", {"value": value}, format="json").status_code == 201
     assert api.put("/secrets/UNDECLARED", {"value": undeclared}, format="json").status_code == 201
-    install_source(
-        "leaky", LEAKY, {"leak": "leak", "fail": "fail", "callOut": "call_out"}, owner=org, secrets=["API_TOKEN"]
-    )
+    cached = {"handler": "leak_much", "params": {"type": "object"}, "cacheable": True}
+    actions = {"leak": "leak", "fail": "fail", "callOut": "call_out", "leakMuch": cached}
+    install_source("leaky", LEAKY, actions, owner=org, secrets=["API_TOKEN"])
 
     def execute(action, **body):
         return api.post("/execute", {"pluginId": "leaky", "actionName": action, **body}, format="json")
@@ -292,6 +296,14 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
     assert called.status_code == 200 and called.json()["result"]["refused"]
     assert ExecutionEvent.objects.filter(type="egress_request").count() == 1
 
+    # Results are cached as they were stored: redacted.
+    first, again = execute("leakMuch"), execute("leakMuch")
+    assert first.json()["cacheHit"] is False and again.json()["cacheHit"] is True
+    assert set(again.json()["result"]["tokens"]) == {REDACTED}
+    entry = CachedResult.objects.get()
+    assert entry.compressed
+    assert set(json.loads(zlib.decompress(bytes(entry.payload)))["tokens"]) == {REDACTED}
+
     # A request's own value wins for its run, and is not kept either.
     overridden = execute("leak", secrets={"API_TOKEN": per_request})
     assert overridden.json()["result"]["sha256"] == hashlib.sha256(per_request.encode()).hexdigest()
@@ -301,7 +313,9 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
         reverse("admin:executions_executionevent_changelist"),
         reverse("admin:quotas_organizationsecret_changelist"),
     ]
-    pages += [reverse("admin:executions_execution_change", args=[pk]) for pk in Execution.objects.values_list("pk", flat=True)]
+    pages += [
+        reverse("admin:executions_execution_change", args=[pk]) for pk in Execution.objects.values_list("pk", flat=True)
+    ]
     pages += [
         reverse("admin:executions_executionevent_change", args=[pk])
         for pk in ExecutionEvent.objects.values_list("pk", flat=True)
@@ -310,15 +324,15 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
         reverse("admin:quotas_organizationsecret_change", args=[pk])
         for pk in OrganizationSecret.objects.values_list("pk", flat=True)
     ]
-    responses = [leaked, failed, called, overridden] + [admin_client.get(page) for page in pages]
-    assert all(response.status_code == 200 for response in responses[4:])
+    runs = [leaked, failed, called, first, again, overridden]
+    responses = runs + [admin_client.get(page) for page in pages]
+    assert all(response.status_code == 200 for response in responses[len(runs):])
 
     # The searches below do see what was written: the plugin's code, the
     # stored result and the admin's rendering of the redacted values.
-    assert files_holding("raise ValueError(") and ("executions_execution", "as a key") in [
-        (table, "as a key") for table, column in database_values() if contains(column, "as a key")
-    ]
-    assert any(REDACTED in response.content.decode() for response in responses[4:])
+    assert files_holding("raise ValueError(")
+    assert "executions_execution" in {table for table, column in database_values() if contains(column, "as a key")}
+    assert any(REDACTED in response.content.decode() for response in responses[len(runs):])
     for secret in (value, undeclared, per_request):
         assert not [response for response in responses if contains(response.content, secret)]
         assert not [table for table, column in database_values() if contains(column, secret)]
