@@ -83,7 +83,7 @@ def main():
         missing = client.missing_layers()
         if missing:
             sys.exit(f"layers missing on this host, the comparison would be unfair: {missing}")
-        request = RunRequest(execution_id="bench", files={"plugin.py": PLUGIN}, entrypoint="plugin.py",
+        request = RunRequest(execution_id="bench", modules={"plugin.py": PLUGIN}, entrypoint="plugin.py",
                              handler="add", params={"a": 2, "b": 3}, timeout_ms=5000, memory_bytes=256 << 20)
 
         def sandboxed():

@@ -18,6 +18,7 @@ from quotas.enforcement import usage_today
 
 from . import metrics
 from .events import record_event
+from .wakeup import wake
 from .models import Execution, ExecutionAttempt, ExecutionEvent
 
 WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finished"
@@ -91,7 +92,13 @@ def finish_execution(
         record_execution_event(execution)
         # Counted once the end is committed, so a rolled-back end is never counted.
         transaction.on_commit(lambda: metrics.observe_execution(execution))
+        transaction.on_commit(lambda: wake(execution_topic(execution.pk)))
     return True
+
+
+def execution_topic(execution_id):
+    """What a caller waiting for this execution to end is woken through."""
+    return f"run-{execution_id}"
 
 
 def record_answered_execution(**fields):

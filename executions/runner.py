@@ -10,7 +10,7 @@ import threading
 
 from django.conf import settings
 
-from plugins.services import plugin_files
+from plugins.services import plugin_bytecode
 from quotas.secrets import SecretUnreadable, stored_secrets
 
 from .egress_gateway import EgressGateway
@@ -86,7 +86,7 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
     request = RunRequest(
         execution_id=str(execution.id),
         actor_id=execution.actor_id,
-        files=plugin_files(version),
+        modules=plugin_bytecode(version),
         entrypoint=version.manifest["entrypoint"],
         handler=action["handler"],
         params=execution.params,

@@ -21,6 +21,7 @@ from .events import record_event
 from .models import Execution, ExecutionEvent
 from .runner import host_layers, memory_limit_mb, missing_host_layers, secrets_for_run
 from .transport import seal_secrets
+from .wakeup import Waiter
 
 # How long a synchronous caller waits for a run to leave the queue, beyond
 # the run's own timeout, before the run is given up as TIMEOUT.
@@ -225,19 +226,21 @@ def wait_for_outcome(execution):
     """Block until the run ends and return it. A run still queued past its
     timeout plus QUEUE_PATIENCE_SECONDS is expired; a running one is waited
     for while its worker's lease holds (retries renew it), and reclaimed as
-    WORKER_CRASHED when the lease runs out."""
+    WORKER_CRASHED when the lease runs out. The worker wakes us when it
+    records the end; the database is looked at again at least every
+    EXECUTION_IDLE_POLL_SECONDS in case a wake-up is lost."""
     submitted = time.monotonic()
     give_up_queued_at = submitted + execution.timeout_ms / 1000 + QUEUE_PATIENCE_SECONDS
-    interval = 0.002
-    while True:
-        current = Execution.objects.select_related("plugin_version__plugin", "organization__tier").get(pk=execution.pk)
-        if current.is_terminal:
-            return current
-        if current.status == Execution.Status.QUEUED and time.monotonic() > give_up_queued_at:
-            lifecycle.expire_queued_execution(current, time.monotonic() - submitted)
-            continue
-        if current.lease_expires_at and current.lease_expires_at < timezone.now():
-            lifecycle.reclaim_expired_leases(current.organization)
-            continue
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.01)
+    executions = Execution.objects.select_related("plugin_version__plugin", "organization__tier")
+    with Waiter(lifecycle.execution_topic(execution.pk)) as waiter:
+        while True:
+            current = executions.get(pk=execution.pk)
+            if current.is_terminal:
+                return current
+            if current.status == Execution.Status.QUEUED and time.monotonic() > give_up_queued_at:
+                lifecycle.expire_queued_execution(current, time.monotonic() - submitted)
+                continue
+            if current.lease_expires_at and current.lease_expires_at < timezone.now():
+                lifecycle.reclaim_expired_leases(current.organization)
+                continue
+            waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)

@@ -251,7 +251,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "ack_failures": True,
     "save_limit": -1,
-    "poll": 0.01,
+    # Waits happen in the broker (executions.broker), woken per task.
+    "broker_class": "executions.broker.WakeableORMBroker",
+    "poll": 0,
     "catch_up": False,
     "label": "Task queue",
     "ALT_CLUSTERS": {
@@ -259,6 +261,12 @@ Q_CLUSTER = {
         for priority, cluster in PRIORITY_CLUSTERS.items()
     },
 }
+# Where waiting processes of this node bind their wake-up sockets, and how
+# long they wait without one (tasks queued on another node, lost wake-ups).
+WAKEUP_DIR = env_str("WAKEUP_DIR", str(VAR_DIR / "run" / "wakeup"))
+QUEUE_IDLE_POLL_SECONDS = float(env_str("QUEUE_IDLE_POLL_SECONDS", "0.25"))
+EXECUTION_IDLE_POLL_SECONDS = float(env_str("EXECUTION_IDLE_POLL_SECONDS", "0.1"))
+
 # A run still marked running this long past its timeout lost its worker:
 # its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.
 EXECUTION_LEASE_GRACE_SECONDS = env_int("EXECUTION_LEASE_GRACE_SECONDS", 30)

@@ -7,6 +7,7 @@ management command) it came through.
 
 import functools
 import json
+import marshal
 
 from django.db import transaction
 from django.utils import timezone
@@ -145,6 +146,26 @@ def plugin_files(version):
     callers may `.defer("archive")`.
     """
     return dict(_files_by_sha256(version.sha256))
+
+
+def plugin_bytecode(version):
+    """The version's Python modules compiled, as {relative path: marshal bytes}.
+
+    Compiling never runs code, so the host may do it; done once per version
+    and process, it spares every run the compile (milliseconds for a
+    plugin of a few hundred lines). The sandbox runs the same interpreter,
+    so the bytecode fits it.
+    """
+    return _bytecode_by_sha256(version.sha256)
+
+
+@functools.lru_cache(maxsize=FILES_CACHE_SIZE)
+def _bytecode_by_sha256(sha256):
+    return {
+        path: marshal.dumps(compile(source, f"<plugin>/{path}", "exec", dont_inherit=True))
+        for path, source in _files_by_sha256(sha256).items()
+        if path.endswith(".py")
+    }
 
 
 @functools.lru_cache(maxsize=FILES_CACHE_SIZE)

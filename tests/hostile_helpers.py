@@ -95,7 +95,7 @@ def new_token(prefix="canary") -> str:
 def make_request(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", **extra):
     return RunRequest(
         execution_id=str(uuid.uuid4()),
-        files={"plugin.py": source},
+        modules={"plugin.py": source},
         entrypoint="plugin.py",
         handler=handler,
         params=params if params is not None else {},

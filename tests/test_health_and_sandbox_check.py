@@ -34,7 +34,7 @@ def test_client_refuses_to_run_when_a_required_layer_is_missing(tmp_path):
     client = ForkServerClient(lock_dir=str(tmp_path), required_layers=["fresh_process", "quantum_isolation"])
     try:
         with pytest.raises(SandboxUnavailable, match="quantum_isolation"):
-            client.run(RunRequest(execution_id="x", files={"plugin.py": "def a(p, c):\n    return 1\n"},
+            client.run(RunRequest(execution_id="x", modules={"plugin.py": "def a(p, c):\n    return 1\n"},
                                   entrypoint="plugin.py", handler="a", params={}, timeout_ms=1000, memory_bytes=64 << 20))
     finally:
         client.close()

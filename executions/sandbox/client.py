@@ -6,6 +6,7 @@ interface the rest of the service uses. Standard library only, so benchmarks
 and tests can drive it without Django.
 """
 
+import base64
 import fcntl
 import importlib.util
 import json
@@ -34,8 +35,12 @@ class SandboxUnavailable(Exception):
 
 @dataclass
 class RunRequest:
+    """One run. `modules` maps each of the plugin's .py paths to its source
+    (str) or to its compiled code (marshal bytes, which spare the child a
+    compile)."""
+
     execution_id: str
-    files: dict
+    modules: dict
     entrypoint: str
     handler: str
     params: object
@@ -226,7 +231,10 @@ class ForkServerClient:
                 "executionId": request.execution_id,
                 "actorId": request.actor_id,
                 "attempt": request.attempt,
-                "files": request.files,
+                "modules": {
+                    path: {"code": base64.b64encode(code).decode()} if isinstance(code, bytes) else {"source": code}
+                    for path, code in request.modules.items()
+                },
                 "entrypoint": request.entrypoint,
                 "handler": request.handler,
                 "params": request.params,

@@ -10,6 +10,7 @@ import base64
 import importlib.machinery
 import io
 import json
+import marshal
 import os
 import sys
 
@@ -158,9 +159,9 @@ class InMemoryPluginFinder:
     """Imports the plugin's own modules from the sources sent on the channel:
     plugin code never touches the child's (read-only) filesystem."""
 
-    def __init__(self, files, entrypoint):
+    def __init__(self, modules, entrypoint):
         self.modules = {}
-        for path, source in files.items():
+        for path, source in modules.items():
             if not path.endswith(".py"):
                 continue
             parts = path[:-3].split("/")
@@ -184,9 +185,13 @@ class InMemoryPluginFinder:
         return None
 
     def exec_module(self, module):
-        source, _, filename = self.modules[module.__name__]
+        body, _, filename = self.modules[module.__name__]
         module.__file__ = f"<plugin>/{filename}"
-        exec(compile(source, module.__file__, "exec"), module.__dict__)
+        if "code" in body:
+            code = marshal.loads(base64.b64decode(body["code"]))
+        else:
+            code = compile(body["source"], module.__file__, "exec")
+        exec(code, module.__dict__)
 
 
 def _json_dumps(value):
@@ -223,7 +228,7 @@ def execute(request, channel):
     sys.argv = ["plugin"]
     outcome = {"op": "result"}
     try:
-        sys.meta_path.insert(0, InMemoryPluginFinder(request["files"], request["entrypoint"]))
+        sys.meta_path.insert(0, InMemoryPluginFinder(request["modules"], request["entrypoint"]))
         module = __import__(ENTRYPOINT_MODULE)
         handler = getattr(module, request["handler"], None)
         if not callable(handler):
@@ -264,7 +269,7 @@ def execute(request, channel):
 
 WARM_UP_REQUEST = {
     "executionId": "warm-up",
-    "files": {"plugin.py": "def warm_up(params, ctx):\n    ctx.log('warm')\n    return {'ok': [params]}\n"},
+    "modules": {"plugin.py": {"source": "def warm_up(params, ctx):\n    ctx.log('warm')\n    return {'ok': [params]}\n"}},
     "entrypoint": "plugin.py",
     "handler": "warm_up",
     "params": {"warm": True},

@@ -27,7 +27,7 @@ class Command(BaseCommand):
                 try:
                     probe = client.run(
                         RunRequest(
-                            execution_id="sandbox-check", files={"plugin.py": PROBE}, entrypoint="plugin.py",
+                            execution_id="sandbox-check", modules={"plugin.py": PROBE}, entrypoint="plugin.py",
                             handler="probe", params={"value": 42}, timeout_ms=5000, memory_bytes=128 << 20,
                         )
                     )

@@ -1,0 +1,80 @@
+"""GET /stats: operators only; worker pool, queue and completed runs."""
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from executions import stats
+
+from .records import make_execution
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_clusters(monkeypatch):
+    """Heartbeats of two clusters with 3 and 2 workers."""
+    clusters = [SimpleNamespace(workers=[11, 12, 13]), SimpleNamespace(workers=[21, 22])]
+    monkeypatch.setattr(stats, "live_clusters", lambda: clusters)
+
+
+def test_stats_are_for_operators_only(org, make_client):
+    unauthenticated = APIClient().get("/stats")
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["error"]["type"] == "AUTHENTICATION_FAILED"
+    refused = make_client(org).get("/stats")
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "success": False,
+        "error": {"type": "PERMISSION_DENIED", "retryable": False,
+                  "message": "this endpoint is for operators: use a staff API key or a staff admin session"},
+    }
+    assert make_client(org, staff=True).get("/stats").status_code == 200
+
+
+def test_a_staff_admin_session_reads_stats(db):
+    client = APIClient()
+    client.force_login(get_user_model().objects.create_user("operator", password="x", is_staff=True))
+    assert client.get("/stats").status_code == 200
+    client.force_login(get_user_model().objects.create_user("visitor", password="x"))
+    assert client.get("/stats").json()["error"]["type"] == "PERMISSION_DENIED"
+
+
+def test_stats_figures(org, make_client, examples, two_clusters, settings):
+    settings.QUEUE_LIMIT = 40
+    version = examples["text-tools"]
+    minute = dt.timedelta(minutes=1)
+    # Twenty runs started in the last hour after waiting 1..20 s, one of them still running.
+    for seconds in range(1, 21):
+        make_execution(org, version, status="running" if seconds == 20 else "success", queued_ago=30 * minute,
+                       wait=dt.timedelta(seconds=seconds), run_ms=100)
+    # Started two hours ago: outside the queue-wait window, but completed.
+    make_execution(org, version, status="error", error_type="PLUGIN_ERROR", queued_ago=120 * minute,
+                   wait=dt.timedelta(seconds=500), run_ms=10)
+    for _ in range(3):
+        make_execution(org, version, status="queued")
+
+    body = make_client(org, staff=True).get("/stats").json()
+    assert body["workers"] == {"clusters": 2, "total": 5, "active": 1, "idle": 4, "utilization": 0.2}
+    assert body["queue"]["size"] == 3 and body["queue"]["limit"] == 40
+    assert body["queue"]["waitSeconds"] == {"p50": 10.0, "p95": 19.0, "samples": 20, "windowSeconds": 3600}
+    assert body["completedTasks"] == 20
+    assert "cache" not in body and "circuitBreakers" not in body
+
+
+def test_no_cluster_means_no_workers_and_no_utilization(org, make_client, monkeypatch):
+    monkeypatch.setattr(stats, "live_clusters", lambda: [])
+    body = make_client(org, staff=True).get("/stats").json()
+    assert body["workers"] == {"clusters": 0, "total": 0, "active": 0, "idle": 0, "utilization": 0.0}
+    assert body["queue"]["waitSeconds"]["p50"] is None and body["completedTasks"] == 0
+
+
+def test_percentile_is_nearest_rank():
+    assert stats.percentile([], 50) is None
+    assert stats.percentile([5], 95) == 5
+    assert stats.percentile(range(1, 101), 50) == 50
+    assert stats.percentile(range(1, 101), 95) == 95
+    assert stats.percentile([3, 1, 2], 100) == 3
