@@ -4,7 +4,10 @@ from django.contrib import admin
 
 from plugins.admin import json_block
 
-from .models import Execution, ExecutionEvent
+from .models import Execution, ExecutionAttempt, ExecutionEvent
+
+# The admin's home page links to the dashboard (executions.observability_views).
+admin.site.index_template = "admin/executions/index.html"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,29 +23,49 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ExecutionAttemptInline(admin.TabularInline):
+    """Each run in the sandbox: the first and its retries."""
+
+    model = ExecutionAttempt
+    fields = ["number", "status", "error_type", "error_message", "execution_time_ms", "started_at", "finished_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = [
         "id", "organization", "plugin", "action", "status", "error_type", "cache_hit", "execution_time_ms", "queued_at",
     ]
-    list_filter = ["status", "error_type", "cache_hit", "organization", "queued_at"]
+    list_filter = ["status", "error_type", ("plugin_version__plugin", admin.RelatedOnlyFieldListFilter), "organization",
+                   "cache_hit", "queued_at"]
     list_select_related = ["organization", "plugin_version__plugin"]
     search_fields = ["actor_id"]
     date_hierarchy = "queued_at"
     fieldsets = [
         (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "status", "cache_hit"]}),
         ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit_mb"]}),
-        ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_traceback", "retry_count"]}),
+        ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_traceback", "retry_count",
+                                "fallback"]}),
         ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
         (
             "Timing and resources",
             {
                 "fields": [
-                    "queued_at", "started_at", "finished_at", "execution_time_ms", "cpu_time_ms", "peak_memory_bytes",
+                    "queued_at", "started_at", "queue_wait", "finished_at", "execution_time_ms", "cpu_time_ms",
+                    "peak_memory_bytes", "worker",
                 ]
             },
         ),
     ]
+    inlines = [ExecutionAttemptInline]
 
     def get_queryset(self, request):
         # The changelist and detail pages never need the plugins' code archives.
@@ -72,6 +95,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
     @admin.display(description="Logs")
     def pretty_logs(self, execution):
         return json_block(execution.logs)
+
+    @admin.display(description="Waited in the queue")
+    def queue_wait(self, execution):
+        if execution.started_at is None:
+            return "—"
+        return f"{(execution.started_at - execution.queued_at).total_seconds():.3f} s"
 
 
 @admin.register(ExecutionEvent)

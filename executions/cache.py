@@ -131,6 +131,11 @@ def clear(*, actor_id="", organization=None):
     return removed
 
 
+def size_bytes():
+    """Bytes held by every entry, fresh or kept as a stale fallback."""
+    return CachedResult.objects.aggregate(total=Sum("size_bytes"))["total"] or 0
+
+
 def stats(window=dt.timedelta(hours=24)):
     """Keys, size, and hits/misses of cacheable runs in the window (from the
     execution records, so every process's lookups count)."""
@@ -142,7 +147,7 @@ def stats(window=dt.timedelta(hours=24)):
     return {
         "keys": live.count(),
         "entries": CachedResult.objects.count(),
-        "sizeBytes": CachedResult.objects.aggregate(total=Sum("size_bytes"))["total"] or 0,
+        "sizeBytes": size_bytes(),
         "hits": hits,
         "misses": misses,
         "hitRate": round(hits / (hits + misses), 4) if hits + misses else None,

@@ -39,25 +39,26 @@ def line_chart(title, times, series, unit=""):
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top_value = nice_ceiling(max((v for s in series for v in s.values if v is not None), default=0))
 
+    # Coordinates as text: format_html escapes its arguments into strings.
     def x(index):
-        return LEFT + plot_width * index / max(1, count - 1)
+        return f"{LEFT + plot_width * index / max(1, count - 1):.1f}"
 
     def y(value):
-        return TOP + plot_height * (1 - value / top_value)
+        return f"{TOP + plot_height * (1 - value / top_value):.1f}"
 
     grid = format_html_join(
         "",
-        '<line x1="{}" y1="{:.1f}" x2="{}" y2="{:.1f}" stroke="#ddd"/>'
-        '<text x="{}" y="{:.1f}" text-anchor="end" font-size="10" fill="#666">{}</text>',
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>'
+        '<text x="{}" y="{}" dy="3" text-anchor="end" font-size="10" fill="#666">{}</text>',
         (
-            (LEFT, y(v), WIDTH - RIGHT, y(v), LEFT - 4, y(v) + 3, format_number(v))
+            (LEFT, y(v), WIDTH - RIGHT, y(v), LEFT - 4, y(v), format_number(v))
             for v in (top_value * i / Y_INTERVALS for i in range(Y_INTERVALS + 1))
         ),
     )
     step = max(1, count // X_LABELS)
     x_labels = format_html_join(
         "",
-        '<text x="{:.1f}" y="{}" text-anchor="middle" font-size="10" fill="#666">{}</text>',
+        '<text x="{}" y="{}" text-anchor="middle" font-size="10" fill="#666">{}</text>',
         ((x(i), HEIGHT - 8, f"{times[i]:%H:%M}") for i in range(0, count, step)),
     )
     lines = mark_safe("".join(_series_svg(s, times, x, y, unit) for s in series))
@@ -73,10 +74,10 @@ def line_chart(title, times, series, unit=""):
     )
     return format_html(
         '<figure class="chart"><figcaption>{}</figcaption>'
-        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="{}" height="{}" role="img" '
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="100%" role="img" '
         'aria-label="{}">{}{}{}{}'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/></svg></figure>',
-        title, WIDTH, HEIGHT, WIDTH, HEIGHT, title, grid, x_labels, lines, legend,
+        title, WIDTH, HEIGHT, title, grid, x_labels, lines, legend,
         LEFT, HEIGHT - BOTTOM, WIDTH - RIGHT, HEIGHT - BOTTOM,
     )
 
@@ -91,7 +92,7 @@ def _series_svg(series, times, x, y, unit):
                 segments.append(current)
             current = []
         else:
-            current.append(f"{x(index):.1f},{y(value):.1f}")
+            current.append(f"{x(index)},{y(value)}")
     if current:
         segments.append(current)
     lines = format_html_join(
@@ -101,10 +102,11 @@ def _series_svg(series, times, x, y, unit):
     )
     dots = format_html_join(
         "",
-        '<circle data-series="{}" data-value="{}" cx="{:.1f}" cy="{:.1f}" r="2.2" fill="{}">'
-        "<title>{} {:%H:%M}: {}{}</title></circle>",
+        '<circle data-series="{}" data-value="{}" cx="{}" cy="{}" r="2.2" fill="{}">'
+        "<title>{} {}: {}{}</title></circle>",
         (
-            (series.name, value, x(i), y(value), series.color, series.name, times[i], format_number(value), unit)
+            (series.name, value, x(i), y(value), series.color, series.name, f"{times[i]:%H:%M}", format_number(value),
+             unit)
             for i, value in enumerate(series.values)
             if value is not None
         ),

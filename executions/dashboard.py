@@ -45,7 +45,8 @@ MAX_ERROR_SERIES = len(PALETTE) - 1
 def window_rows(start):
     """Runs that ended in the window or have not ended yet."""
     return Execution.objects.filter(Q(finished_at__gte=start) | Q(finished_at__isnull=True)).values_list(
-        "queued_at", "started_at", "finished_at", "status", "error_type", "execution_time_ms", "cache_hit"
+        "queued_at", "started_at", "finished_at", "status", "error_type", "execution_time_ms", "cache_hit",
+        "cache_key",
     )
 
 
@@ -64,9 +65,10 @@ def build(window_name, now=None):
     by_status = defaultdict(lambda: [0] * count)
     by_error = defaultdict(lambda: [0] * count)
     hits = [0] * count
+    cacheable = [0] * count
     latencies = [[] for _ in range(count)]
     entered, left = [], []
-    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit in window_rows(start):
+    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit, cache_key in window_rows(start):
         entered.append(queued_at)
         if started_at or finished_at:
             left.append(started_at or finished_at)
@@ -76,6 +78,7 @@ def build(window_name, now=None):
         finished[index] += 1
         by_status[status][index] += 1
         hits[index] += cache_hit
+        cacheable[index] += bool(cache_key)
         if error_type:
             by_error[error_type][index] += 1
         if time_ms is not None:
@@ -85,8 +88,8 @@ def build(window_name, now=None):
     entered.sort()
     left.sort()
 
-    def share(counts):
-        return [round(100 * n / total, 1) if total else None for n, total in zip(counts, finished)]
+    def share(counts, of=finished):
+        return [round(100 * n / total, 1) if total else None for n, total in zip(counts, of)]
 
     def queue_depth(at):
         return bisect_right(entered, at) - bisect_right(left, at)
@@ -114,7 +117,9 @@ def build(window_name, now=None):
             [Series(name, share(counts), color) for (name, counts), color in zip(error_series(by_error), PALETTE)],
             "%",
         ),
-        line_chart("Cache hit rate (% of runs)", times, [Series("cache hits", share(hits), "#00838f")], "%"),
+        line_chart(
+            "Cache hit rate (% of cacheable runs)", times, [Series("cache hits", share(hits, cacheable), "#00838f")], "%"
+        ),
         line_chart(
             "Queue depth (runs waiting)",
             times,
@@ -128,7 +133,7 @@ def build(window_name, now=None):
         "errorRate": round(100 * errors / total, 1) if total else None,
         "p50": stats.percentile(all_latencies, 50),
         "p95": stats.percentile(all_latencies, 95),
-        "cacheHitRate": round(100 * sum(hits) / total, 1) if total else None,
+        "cacheHitRate": round(100 * sum(hits) / sum(cacheable), 1) if sum(cacheable) else None,
         "queued": stats.queue_size(),
         "workers": stats.worker_pool(),
     }

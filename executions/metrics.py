@@ -10,9 +10,10 @@ wiped, including workers that django-q2 or gunicorn have since replaced.
 Two kinds of metrics:
 - event metrics (counters, histograms), written where the thing happens:
   `observe_execution` is called once per finished execution;
-- state metrics (pool, queue, host), which no worker owns: they are computed
-  from the database, the cluster heartbeats and psutil by the process that
-  answers the scrape, right before it renders (`refresh_state_gauges`).
+- state metrics (pool, queue, cache size, host), which no worker owns: they
+  are computed from the database, the cluster heartbeats and psutil by the
+  process that answers the scrape, right before it renders
+  (`refresh_state_gauges`).
   "mostrecent" makes the value of the latest scrape win over the values that
   other web processes wrote at earlier scrapes.
 """
@@ -23,7 +24,7 @@ from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from . import stats
+from . import cache, stats
 from .models import Execution
 
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -50,10 +51,8 @@ QUEUE_WAIT = Histogram(
     ["priority"], buckets=SECONDS_BUCKETS,
 )
 
-# The result cache moves these where it answers and stores. The gauge, like
-# any "mostrecent" gauge, is exported once something has set it.
-CACHE_HITS = Counter("cache_hits_total", "Executions answered from the result cache.")
-CACHE_MISSES = Counter("cache_misses_total", "Cacheable executions not found in the result cache.")
+CACHE_HITS = Counter("cache_hits_total", "Executions of cacheable actions answered from the result cache.")
+CACHE_MISSES = Counter("cache_misses_total", "Executions of cacheable actions that had to run.")
 CACHE_SIZE = Gauge("cache_size_bytes", "Bytes held by the result cache.", multiprocess_mode="mostrecent")
 
 POOL_SIZE = Gauge(
@@ -81,8 +80,13 @@ def observe_execution(execution):
         TIMEOUTS.labels(plugin_id).inc()
     if execution.retry_count:
         RETRIES.labels(plugin_id).inc(execution.retry_count)
-    left_queue_at = execution.started_at or execution.finished_at
-    if left_queue_at is not None:
+    # A cacheable action's execution carries its cache key, hit or not.
+    if execution.cache_key:
+        (CACHE_HITS if execution.cache_hit else CACHE_MISSES).inc()
+    # A run waited until a worker took it, or until it expired unstarted;
+    # answers without a run (cache hits, fallbacks) never queued.
+    left_queue_at = execution.started_at if execution.worker else execution.finished_at
+    if left_queue_at is not None and (execution.worker or execution.started_at is None):
         QUEUE_WAIT.labels(execution.organization.tier.priority).observe(
             max(0.0, (left_queue_at - execution.queued_at).total_seconds())
         )
@@ -97,6 +101,7 @@ def refresh_state_gauges():
     for kind in ("total", "used", "available"):
         SYSTEM_MEMORY.labels(kind).set(host["memory"][kind])
     SYSTEM_CPU.set(host["cpuPercent"])
+    CACHE_SIZE.set(cache.size_bytes())
 
 
 def render():

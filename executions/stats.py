@@ -1,5 +1,6 @@
 """Operator figures about the worker pool, the queue and the host, read by
-GET /stats, the metrics' state gauges, /health and the admin dashboard.
+GET /stats, the metrics' state gauges, /health and the admin dashboard
+(the result cache and the circuit breakers report their own).
 
 Each figure is one indexed query, a heartbeat read or a psutil call, so they
 can be computed on every scrape.
@@ -14,6 +15,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.status import Stat
 
+from . import breaker, cache
 from .models import Execution
 
 QUEUE_WAIT_WINDOW = dt.timedelta(hours=1)
@@ -90,6 +92,8 @@ def operator_stats():
         "workers": worker_pool(),
         "queue": {"size": queue_size(), "limit": settings.QUEUE_LIMIT, "waitSeconds": queue_wait_seconds()},
         "completedTasks": completed_tasks(),
+        "cache": cache.stats(),
+        "openCircuitBreakers": breaker.open_breakers(),
     }
 
 

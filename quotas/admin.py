@@ -5,6 +5,7 @@ from django.db.models import OuterRef, Subquery
 from executions.redaction import MIN_SECRET_LENGTH
 from plugins.admin import admin_actor_id
 
+from .actions import reset_daily_usage
 from .enforcement import utc_today
 from .models import ApiKey, DailyUsage, Organization, OrganizationSecret, Tier
 from .secrets import MAX_SECRET_LENGTH, delete_secret, set_secret
@@ -23,10 +24,41 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_select_related = ["tier"]
     search_fields = ["slug", "name", "owner_email"]
     readonly_fields = ["created_at"]
+    actions = ["reset_daily_quota"]
 
     def get_queryset(self, request):
         today = DailyUsage.objects.filter(organization=OuterRef("pk"), day=utc_today())
         return super().get_queryset(request).annotate(today_count=Subquery(today.values("count")[:1]))
+
+    def get_actions(self, request):
+        # One "move to tier" action per tier: changing the tier of many
+        # organizations takes one click and no intermediate form.
+        actions = super().get_actions(request)
+        if self.has_change_permission(request):
+            for tier in Tier.objects.all():
+                name = f"move_to_tier_{tier.name}"
+                actions[name] = (self.tier_mover(tier), name, f"Move the selected organizations to tier {tier.name}")
+        return actions
+
+    def tier_mover(self, tier):
+        def move(modeladmin, request, queryset):
+            moved = list(queryset.exclude(tier=tier))
+            queryset.filter(pk__in=[o.pk for o in moved]).update(tier=tier)
+            for organization in moved:
+                self.log_change(request, organization, f"Moved to tier {tier.name}.")
+            self.message_user(request, f"Moved {len(moved)} organization(s) to tier {tier.name}.", messages.SUCCESS)
+
+        return move
+
+    @admin.action(description="Reset today's quota of the selected organizations", permissions=["change"])
+    def reset_daily_quota(self, request, queryset):
+        organizations = list(queryset)
+        had_usage = reset_daily_usage(organizations, actor_id=admin_actor_id(request))
+        self.message_user(
+            request,
+            f"Reset today's usage of {len(organizations)} organization(s); {had_usage} had used some.",
+            messages.SUCCESS,
+        )
 
     @admin.display(description="Executions today (UTC)", ordering="today_count")
     def usage_today(self, organization):

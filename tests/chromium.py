@@ -31,6 +31,7 @@ def chromium(url, *args, time_budget_ms=5000):
 
 
 def screenshot(url, path, width=1400, height=1800):
+    path.parent.mkdir(parents=True, exist_ok=True)
     chromium(url, f"--screenshot={path}", f"--window-size={width},{height}")
     return path
 

@@ -4,10 +4,11 @@ import datetime as dt
 from types import SimpleNamespace
 
 import pytest
+from django.utils import timezone
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from executions import stats
+from executions import breaker, cache, stats
 
 from .records import make_execution
 
@@ -46,23 +47,36 @@ def test_a_staff_admin_session_reads_stats(db):
 def test_stats_figures(org, make_client, examples, two_clusters, settings):
     settings.QUEUE_LIMIT = 40
     version = examples["text-tools"]
-    minute = dt.timedelta(minutes=1)
+    minute, now = dt.timedelta(minutes=1), timezone.now()
     # Twenty runs started in the last hour after waiting 1..20 s, one of them still running.
     for seconds in range(1, 21):
-        make_execution(org, version, status="running" if seconds == 20 else "success", queued_ago=30 * minute,
+        make_execution(org, version, status="running" if seconds == 20 else "success", queued_at=now - 30 * minute,
                        wait=dt.timedelta(seconds=seconds), run_ms=100)
     # Started two hours ago: outside the queue-wait window, but completed.
-    make_execution(org, version, status="error", error_type="PLUGIN_ERROR", queued_ago=120 * minute,
+    make_execution(org, version, status="error", error_type="PLUGIN_ERROR", queued_at=now - 120 * minute,
                    wait=dt.timedelta(seconds=500), run_ms=10)
     for _ in range(3):
         make_execution(org, version, status="queued")
+    # The result cache: one stored result; one run answered from it, one that ran.
+    cached_run = make_execution(org, version, queued_at=now - minute, wait=dt.timedelta(0), cache_key="k1")
+    cache.store("k1", cached_run, {"slug": "a-b"})
+    make_execution(org, version, queued_at=now, wait=dt.timedelta(0), cache_key="k1", cache_hit=True)
+    # A plugin failing often enough to open its breaker.
+    for _ in range(settings.BREAKER_FAILURE_THRESHOLD):
+        breaker.record_outcome(version.plugin, succeeded=False)
 
     body = make_client(org, staff=True).get("/stats").json()
     assert body["workers"] == {"clusters": 2, "total": 5, "active": 1, "idle": 4, "utilization": 0.2}
     assert body["queue"]["size"] == 3 and body["queue"]["limit"] == 40
-    assert body["queue"]["waitSeconds"] == {"p50": 10.0, "p95": 19.0, "samples": 20, "windowSeconds": 3600}
-    assert body["completedTasks"] == 20
-    assert "cache" not in body and "circuitBreakers" not in body
+    assert body["queue"]["waitSeconds"] == {"p50": 9.0, "p95": 19.0, "samples": 22, "windowSeconds": 3600}
+    assert body["completedTasks"] == 22
+    assert body["cache"] | {"sizeBytes": None} == {
+        "keys": 1, "entries": 1, "sizeBytes": None, "hits": 1, "misses": 1, "hitRate": 0.5,
+        "maxEntries": settings.CACHE_MAX_ENTRIES, "ttlMs": settings.CACHE_TTL_MS, "enabled": True,
+    }
+    assert body["cache"]["sizeBytes"] > 0
+    [open_breaker] = body["openCircuitBreakers"]
+    assert open_breaker["pluginId"] == "text-tools" and open_breaker["state"] == "open"
 
 
 def test_no_cluster_means_no_workers_and_no_utilization(org, make_client, monkeypatch):

@@ -224,7 +224,8 @@ class RunCgroup:
         return True
 
     def adopt(self, pid):
-        """Move `pid` in; in cgroup v2 one write covers every controller."""
+        """Move `pid` in (0: the calling process); in cgroup v2 one write
+        covers every controller."""
         for controller in ([next(iter(self.dir_fds))] if self.version == 2 else self.dir_fds):
             self.write(controller, "cgroup.procs", pid)
 

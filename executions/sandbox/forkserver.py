@@ -41,9 +41,10 @@ PREIMPORTED = (
 )
 
 SANDBOX_ROOT = "/run/plugin-sandbox-root"
-# Two run cgroups per slot: a run's child may still be exiting when the next
-# run starts, and each must be accounted and killed on its own.
-RUN_CGROUPS = ("a", "b")
+# Run cgroups per slot, used in turn: a run's child may still be exiting when
+# the next run starts, and the spare for the run after that is already
+# waiting in its own; each must be accounted and killed on its own.
+RUN_CGROUPS = ("a", "b", "c")
 ALWAYS_ACTIVE = ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs")
 
 
@@ -51,6 +52,7 @@ ALWAYS_ACTIVE = ("fresh_process", "empty_environment", "closed_fds", "rlimits", 
 class Spare:
     pid: int
     sock: socket.socket
+    cgroup: object
 
     def alive(self):
         try:
@@ -86,6 +88,7 @@ class Server:
         self.address_space_base = 0
         self.spare = None
         self.runs = []
+        self.next_cgroup = 0
 
     # -- start-up ---------------------------------------------------------------
 
@@ -209,27 +212,28 @@ class Server:
         except ProcessLookupError:
             pass
 
-    def free_cgroup(self):
-        """A run cgroup no live child is in, waiting for a dying one if need be."""
-        while True:
-            busy = {id(run.cgroup) for run in self.runs}
-            for cgroup in self.cgroups:
-                if id(cgroup) not in busy:
-                    return cgroup
-            oldest = self.runs[0]
-            select.select([oldest.pidfd], [], [], 5.0)
-            self.reap(oldest)
+    def claim_cgroup(self):
+        """The next run cgroup in turn, once no child of an earlier run is in
+        it (that child was killed when its successor started; it is reaped
+        here if it has not been yet)."""
+        if not self.cgroups:
+            return None
+        cgroup = self.cgroups[self.next_cgroup]
+        self.next_cgroup = (self.next_cgroup + 1) % len(self.cgroups)
+        for run in [r for r in self.runs if r.cgroup is cgroup]:
+            self.kill(run)
+            select.select([run.pidfd], [], [], 5.0)
+            self.reap(run)
+        return cgroup
 
     def start_run(self, channel_fd, request):
         previous = [run for run in self.runs if not run.superseded]
         limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
-        cgroup = self.free_cgroup() if self.cgroups else None
+        spare = self.spare if self.spare.alive() else self.make_spare()
+        cgroup = spare.cgroup
         if cgroup is not None:
             cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
-        spare = self.spare if self.spare.alive() else self.make_spare()
-        if cgroup is not None:
             cgroup.start_accounting()
-            cgroup.adopt(spare.pid)
         assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds}).encode()
         socket.send_fds(spare.sock, [assignment], [channel_fd])
         started = time.monotonic()
@@ -306,10 +310,19 @@ class Server:
     # -- the child --------------------------------------------------------------
 
     def make_spare(self):
+        """Fork the child for the next run and let it get ready.
+
+        It moves itself into its run cgroup now: moving a process between
+        cgroups waits for an RCU grace period (milliseconds on an idle host),
+        which is why it is done here, ahead of the run, and not when the run
+        arrives."""
+        cgroup = self.claim_cgroup()
         server_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             try:
+                if cgroup is not None:
+                    cgroup.adopt(0)
                 self.confine_child(child_end.fileno())
                 runtime.warm_up()
                 message, fds, _, _ = socket.recv_fds(child_end, 4096, 1)
@@ -325,7 +338,7 @@ class Server:
             finally:
                 os._exit(4)
         child_end.close()
-        return Spare(pid=pid, sock=server_end)
+        return Spare(pid=pid, sock=server_end, cgroup=cgroup)
 
     def confine_child(self, keep_fd):
         """Per-process layers, in an order where each step still has the right
