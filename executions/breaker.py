@@ -72,6 +72,10 @@ def admit(plugin):
 
 def record_outcome(plugin, succeeded):
     """Count one run of the plugin in the sandbox."""
+    if succeeded and not CircuitBreaker.objects.filter(plugin=plugin).exclude(
+        state=State.CLOSED, consecutive_failures=0
+    ).exists():
+        return  # the common case: a healthy plugin stays as it is, with no write
     with transaction.atomic():
         breaker = _locked(plugin)
         if succeeded:

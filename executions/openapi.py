@@ -10,13 +10,15 @@ failures with `error_responses(...)` in `@extend_schema(responses=...)`.
 
 from collections import defaultdict
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
+from plugins.serializers import ActivateSerializer, PluginSerializer, PluginUploadSerializer, UploadedVersionSerializer
 from quotas.permissions import IsOperator
+from quotas.serializers import SecretSerializer
 
 from .errors import ERROR_TYPES, error_body, error_status
 from .serializers import ExecuteRequestSerializer
@@ -33,6 +35,7 @@ SAMPLE_MESSAGES = {
     "ACTION_NOT_FOUND": "plugin 'weather' has no action 'getForecst'",
     "EXECUTION_NOT_FOUND": "no execution 5ef27446-0c1d-4b8e-9a51-1c2d3e4f5a6b",
     "PLUGIN_DISABLED": "plugin 'weather' is disabled",
+    "IDEMPOTENCY_CONFLICT": "this Idempotency-Key was used with a different request body",
     "QUOTA_EXCEEDED": "the daily limit of 100 executions is used up; it resets at midnight UTC",
     "CONCURRENCY_LIMIT": "1 execution(s) already queued or running for this organization",
     "RATE_LIMITED": "too many requests",
@@ -134,6 +137,13 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
+class TextOrFileFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "plugins.serializers.TextOrFileField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "format": "binary", "description": "plugin.json, as a file or as text"}
+
+
 # Shapes the views build by hand, documented here.
 
 
@@ -204,6 +214,7 @@ EXECUTE_EXAMPLES = [
 ]
 EXECUTE_ERROR_TYPES = [
     "VALIDATION_ERROR", "PERMISSION_DENIED", "PLUGIN_NOT_FOUND", "ACTION_NOT_FOUND", "PLUGIN_DISABLED",
+    "IDEMPOTENCY_CONFLICT",
     "QUOTA_EXCEEDED", "CONCURRENCY_LIMIT", "QUEUE_FULL", "CIRCUIT_OPEN", "SANDBOX_UNAVAILABLE", "TIMEOUT",
     "NETWORK_ERROR", "WORKER_CRASHED", "PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED", "SANDBOX_VIOLATION",
 ]
@@ -250,10 +261,31 @@ class QueueSerializer(serializers.Serializer):
     waitSeconds = QueueWaitSerializer()
 
 
+class CacheStatsSerializer(serializers.Serializer):
+    keys = serializers.IntegerField(help_text="fresh entries")
+    entries = serializers.IntegerField(help_text="fresh and stale entries")
+    sizeBytes = serializers.IntegerField()
+    hits = serializers.IntegerField(help_text="cacheable executions answered from the cache, last 24 h")
+    misses = serializers.IntegerField(help_text="cacheable executions that ran, last 24 h")
+    hitRate = serializers.FloatField(allow_null=True)
+    maxEntries = serializers.IntegerField()
+    ttlMs = serializers.IntegerField()
+    enabled = serializers.BooleanField()
+
+
+class BreakerSerializer(serializers.Serializer):
+    pluginId = serializers.CharField()
+    state = serializers.ChoiceField(choices=["open", "half_open"])
+    openedAt = serializers.DateTimeField(allow_null=True)
+    consecutiveFailures = serializers.IntegerField()
+
+
 class StatsSerializer(serializers.Serializer):
     workers = WorkerPoolSerializer()
     queue = QueueSerializer()
     completedTasks = serializers.IntegerField(help_text="executions that ended, all time")
+    cache = CacheStatsSerializer()
+    openCircuitBreakers = BreakerSerializer(many=True, help_text="breakers not closed")
 
 
 STATS_EXAMPLE = {
@@ -261,6 +293,10 @@ STATS_EXAMPLE = {
     "queue": {"size": 0, "limit": 100, "waitSeconds": {"p50": 0.012, "p95": 0.041, "samples": 812,
                                                       "windowSeconds": 3600}},
     "completedTasks": 12890,
+    "cache": {"keys": 212, "entries": 240, "sizeBytes": 1843200, "hits": 5120, "misses": 7770, "hitRate": 0.3972,
+              "maxEntries": 1000, "ttlMs": 300000, "enabled": True},
+    "openCircuitBreakers": [{"pluginId": "weather", "state": "open", "openedAt": "2026-11-26T21:40:12Z",
+                             "consecutiveFailures": 5}],
 }
 
 # One event: the schema generator wraps it in a page (next, previous, results).
@@ -290,6 +326,13 @@ EXECUTE_SCHEMA = dict(
         **error_responses(*EXECUTE_ERROR_TYPES),
     },
     examples=EXECUTE_EXAMPLES,
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER,
+            description="Up to 200 characters: a retried request with the same key and body returns the first "
+            "request's execution instead of running again; another body with it is IDEMPOTENCY_CONFLICT.",
+        )
+    ],
 )
 EXECUTION_DETAIL_SCHEMA = dict(
     summary="One execution of the caller's organization",
@@ -316,4 +359,92 @@ HEALTH_SCHEMA = dict(
             })],
         ),
     },
+)
+
+
+CACHE_CLEAR_SCHEMA = dict(
+    summary="Clear the whole result cache (operators)",
+    request=None,
+    responses={200: inline_serializer("CacheCleared", {"cleared": serializers.BooleanField(),
+                                                       "entriesRemoved": serializers.IntegerField()})},
+    examples=[OpenApiExample("Cleared", value={"cleared": True, "entriesRemoved": 42}, response_only=True)],
+)
+CACHE_INVALIDATE_SCHEMA = dict(
+    summary="Drop one plugin's cached results (operators)",
+    request=None,
+    responses={
+        200: inline_serializer("CacheInvalidated", {"pluginId": serializers.CharField(),
+                                                    "invalidated": serializers.BooleanField(),
+                                                    "entriesRemoved": serializers.IntegerField()}),
+        **error_responses("PLUGIN_NOT_FOUND"),
+    },
+    examples=[OpenApiExample("Invalidated", value={"pluginId": "weather", "invalidated": True, "entriesRemoved": 3},
+                             response_only=True)],
+)
+
+VERSION_EXAMPLE = {
+    "version": "1.2.0", "sha256": "9f2c…", "filesDigest": "41ab…", "active": True,
+    "createdAt": "2026-11-26T21:40:12Z", "signed": False, "signedBy": None,
+}
+PLUGIN_EXAMPLE = {
+    "id": "weather", "name": "weather", "description": "Forecasts from api.weather.gov", "enabled": True,
+    "public": False, "owner": "acme", "activeVersion": "1.2.0",
+    "actions": [{"name": "getForecast", "description": "The forecast for a city", "cacheable": True}],
+    "versions": [VERSION_EXAMPLE],
+}
+PLUGIN_RESPONSE = OpenApiResponse(PluginSerializer, examples=[OpenApiExample("Plugin", value=PLUGIN_EXAMPLE)])
+PLUGIN_CHANGE_ERRORS = error_responses("PLUGIN_NOT_FOUND", "PERMISSION_DENIED")
+PLUGIN_LIST_SCHEMA = dict(
+    summary="The plugins the caller can run: public ones and its organization's own",
+    operation_id="plugins_list",
+    responses={200: OpenApiResponse(
+        inline_serializer("PluginList", {"plugins": PluginSerializer(many=True)}),
+        examples=[OpenApiExample("Plugins", value={"plugins": [PLUGIN_EXAMPLE]})],
+    )},
+)
+PLUGIN_UPLOAD_SCHEMA = dict(
+    summary="Upload a plugin version",
+    description="Multipart: a zip in `archive`, or a module in `source` with its `manifest` (plugin.json).",
+    request={"multipart/form-data": PluginUploadSerializer},
+    responses={
+        201: OpenApiResponse(UploadedVersionSerializer, examples=[
+            OpenApiExample("Uploaded", value={"pluginId": "weather", **VERSION_EXAMPLE})]),
+        **error_responses("VALIDATION_ERROR", "PERMISSION_DENIED"),
+    },
+)
+PLUGIN_DETAIL_SCHEMA = dict(
+    summary="One plugin with its versions",
+    responses={200: PLUGIN_RESPONSE, **error_responses("PLUGIN_NOT_FOUND")},
+)
+PLUGIN_ACTIVATE_SCHEMA = dict(
+    summary="Make a stored version the one that runs (an older one rolls back)",
+    request=ActivateSerializer,
+    responses={200: PLUGIN_RESPONSE, **PLUGIN_CHANGE_ERRORS},
+    examples=[OpenApiExample("Roll back", value={"version": "1.1.0"}, request_only=True)],
+)
+PLUGIN_ENABLED_SCHEMA = dict(
+    summary="Enable or disable a plugin (its owner or operators)",
+    request=None,
+    responses={200: PLUGIN_RESPONSE, **PLUGIN_CHANGE_ERRORS},
+)
+
+SECRET_EXAMPLE = {"name": "API_KEY", "createdAt": "2026-11-26T21:40:12Z", "updatedAt": "2026-11-26T21:40:12Z"}
+SECRET_RESPONSE = OpenApiResponse(SecretSerializer, examples=[OpenApiExample("Secret", value=SECRET_EXAMPLE)])
+SECRET_LIST_SCHEMA = dict(
+    summary="The organization's stored secrets, by name (values are never returned)",
+    operation_id="secrets_list",
+    responses={200: OpenApiResponse(
+        inline_serializer("SecretList", {"secrets": SecretSerializer(many=True)}),
+        examples=[OpenApiExample("Secrets", value={"secrets": [SECRET_EXAMPLE]})],
+    )},
+)
+SECRET_PUT_SCHEMA = dict(
+    summary="Store or replace a secret",
+    request=inline_serializer("SecretValue", {"value": serializers.CharField()}),
+    responses={201: SECRET_RESPONSE, 200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR")},
+    examples=[OpenApiExample("Store", value={"value": "a-long-random-api-key"}, request_only=True)],
+)
+SECRET_DELETE_SCHEMA = dict(
+    summary="Delete a secret",
+    responses={204: None, **error_responses("NOT_FOUND")},
 )

@@ -90,6 +90,7 @@ class HealthView(APIView):
 class CacheClearView(APIView):
     permission_classes = [IsOperator]
 
+    @extend_schema(**openapi.CACHE_CLEAR_SCHEMA)
     def post(self, request):
         removed = cache.clear(actor_id=str(request.user))
         return Response({"cleared": True, "entriesRemoved": removed})
@@ -98,6 +99,7 @@ class CacheClearView(APIView):
 class CacheInvalidateView(APIView):
     permission_classes = [IsOperator]
 
+    @extend_schema(**openapi.CACHE_INVALIDATE_SCHEMA)
     def post(self, request, plugin_id):
         if not Plugin.objects.filter(slug=plugin_id).exists():
             raise ApiError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")

@@ -16,10 +16,10 @@ class PluginVersionSerializer(serializers.ModelSerializer):
         model = PluginVersion
         fields = ["version", "sha256", "filesDigest", "active", "createdAt", "signed", "signedBy"]
 
-    def get_signed(self, version):
+    def get_signed(self, version) -> bool:
         return bool(version.signed_by)
 
-    def get_signedBy(self, version):
+    def get_signedBy(self, version) -> str | None:
         return version.signed_by or None
 
 
@@ -44,17 +44,17 @@ class PluginSerializer(serializers.ModelSerializer):
         model = Plugin
         fields = ["id", "name", "description", "enabled", "public", "owner", "activeVersion", "actions", "versions"]
 
-    def get_public(self, plugin):
+    def get_public(self, plugin) -> bool:
         return plugin.owner_id is None
 
     def _active(self, plugin):
         return next((version for version in plugin.versions.all() if version.is_active), None)
 
-    def get_activeVersion(self, plugin):
+    def get_activeVersion(self, plugin) -> str | None:
         active = self._active(plugin)
         return active.version if active else None
 
-    def get_actions(self, plugin):
+    def get_actions(self, plugin) -> list[dict]:
         """The active version's actions in brief; GET /plugins/<id> has no more, the manifest is the reference."""
         active = self._active(plugin)
         if active is None:

@@ -7,10 +7,12 @@ for it (PLUGIN_NOT_FOUND). A plugin is changed by its owner or a staff key.
 
 from django.db.models import Prefetch
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from executions import openapi
 from executions.errors import ApiError
 from executions.views import reject_oversized_body
 from quotas.models import Organization
@@ -77,9 +79,11 @@ class PluginListView(APIView):
     # A plugin's code is uploaded as files; listing takes no body at all.
     parser_classes = [MultiPartParser]
 
+    @extend_schema(**openapi.PLUGIN_LIST_SCHEMA)
     def get(self, request):
         return Response({"plugins": PluginSerializer(visible_plugins(request.user), many=True).data})
 
+    @extend_schema(**openapi.PLUGIN_UPLOAD_SCHEMA)
     def post(self, request):
         reject_oversized_body(request, MAX_UPLOAD_BODY_BYTES)
         upload = PluginUploadSerializer(data=request.data)
@@ -105,6 +109,7 @@ class PluginListView(APIView):
 
 
 class PluginDetailView(APIView):
+    @extend_schema(**openapi.PLUGIN_DETAIL_SCHEMA)
     def get(self, request, plugin_id):
         return plugin_response(request.user, plugin_id)
 
@@ -112,6 +117,7 @@ class PluginDetailView(APIView):
 class PluginActivateView(APIView):
     """Make a stored version the one that runs; an older one rolls the plugin back."""
 
+    @extend_schema(**openapi.PLUGIN_ACTIVATE_SCHEMA)
     def post(self, request, plugin_id):
         plugin = managed_plugin(request.user, plugin_id)
         body = ActivateSerializer(data=request.data)
@@ -127,6 +133,7 @@ class PluginActivateView(APIView):
 class PluginEnabledView(APIView):
     enabled = None  # set by the URL: True for /enable, False for /disable
 
+    @extend_schema(**openapi.PLUGIN_ENABLED_SCHEMA)
     def post(self, request, plugin_id):
         set_plugin_enabled(managed_plugin(request.user, plugin_id), self.enabled, actor_id=str(request.user))
         return plugin_response(request.user, plugin_id)

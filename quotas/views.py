@@ -1,8 +1,10 @@
 """An organization's stored secrets: written and deleted through the API, listed by name, never read."""
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from executions import openapi
 from executions.errors import ApiError
 
 from .models import OrganizationSecret
@@ -11,12 +13,14 @@ from .serializers import SecretSerializer, SecretWriteSerializer
 
 
 class SecretListView(APIView):
+    @extend_schema(**openapi.SECRET_LIST_SCHEMA)
     def get(self, request):
         secrets = OrganizationSecret.objects.filter(organization=request.user.organization)
         return Response({"secrets": SecretSerializer(secrets, many=True).data})
 
 
 class SecretDetailView(APIView):
+    @extend_schema(**openapi.SECRET_PUT_SCHEMA)
     def put(self, request, name):
         if not isinstance(request.data, dict):
             raise ApiError("VALIDATION_ERROR", 'the body must be a JSON object: {"value": "..."}')
@@ -27,6 +31,7 @@ class SecretDetailView(APIView):
         )
         return Response(SecretSerializer(record).data, status=201 if created else 200)
 
+    @extend_schema(**openapi.SECRET_DELETE_SCHEMA)
     def delete(self, request, name):
         if not delete_secret(request.user.organization, name, actor_id=str(request.user)):
             raise ApiError("NOT_FOUND", f"no secret {name!r}")
