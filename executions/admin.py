@@ -1,10 +1,11 @@
 import uuid
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from plugins.admin import json_block
 
-from .models import Execution, ExecutionAttempt, ExecutionEvent
+from . import breaker
+from .models import CircuitBreaker, Execution, ExecutionAttempt, ExecutionEvent
 
 # The admin's home page links to the dashboard (executions.observability_views).
 admin.site.index_template = "admin/executions/index.html"
@@ -115,3 +116,20 @@ class ExecutionEventAdmin(ReadOnlyAdmin):
     @admin.display(description="Metadata")
     def pretty_metadata(self, event):
         return json_block(event.metadata)
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(ReadOnlyAdmin):
+    list_display = ["plugin", "state", "consecutive_failures", "opened_at", "probes_in_flight", "probe_successes", "updated_at"]
+    list_filter = ["state"]
+    search_fields = ["plugin__slug"]
+    actions = ["reset"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("executions.change_circuitbreaker")
+
+    @admin.action(description="Reset (close) selected breakers", permissions=["change"])
+    def reset(self, request, queryset):
+        for circuit in queryset.select_related("plugin"):
+            breaker.reset(circuit.plugin, actor_id=f"admin:{request.user.get_username()}")
+        self.message_user(request, f"Closed {len(queryset)} breaker(s).", messages.SUCCESS)

@@ -242,3 +242,21 @@ def test_idempotency_key_replays_and_conflicts(live, api):
     other = api.post("/execute", {**body, "params": {"a": 2}}, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
     assert other.status_code == 409 and other.json()["error"]["type"] == "IDEMPOTENCY_CONFLICT"
     assert other.json()["executionId"] == first.json()["executionId"]
+
+
+@pytest.mark.django_db
+def test_admin_actions_invalidate_the_cache_and_reset_the_breaker(org, admin_client):
+    version = echo_plugin()
+    execution = Execution.objects.create(organization=org, plugin_version=version, action="echo", timeout_ms=1000,
+                                         memory_limit_mb=64)
+    cache.store("a" * 64, execution, {"n": 1})
+    CircuitBreaker.objects.create(plugin=version.plugin, state="open", opened_at=timezone.now(), consecutive_failures=5)
+    changelist = "/admin/plugins/plugin/"
+    response = admin_client.post(changelist, {"action": "invalidate_cache", "_selected_action": [version.plugin.pk]})
+    assert response.status_code == 302 and not CachedResult.objects.exists()
+    assert ExecutionEvent.objects.filter(type="cache_invalidated", target_id="echo", actor_id="admin:admin").exists()
+    response = admin_client.post("/admin/executions/circuitbreaker/",
+                                 {"action": "reset", "_selected_action": [version.plugin.breaker.pk]})
+    assert response.status_code == 302
+    assert CircuitBreaker.objects.get(plugin=version.plugin).state == "closed"
+    assert admin_client.get("/admin/executions/circuitbreaker/").status_code == 200
