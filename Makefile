@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
 export PORT
+# Where every process writes its Prometheus samples (executor_project/settings.py);
+# wiped when the service or the suite starts, so counts start from zero.
+METRICS_DIR := $(or $(PROMETHEUS_MULTIPROC_DIR),$(or $(VAR_DIR),var)/prometheus)
 
-.PHONY: setup system-deps run web worker test bench clean
+.PHONY: setup system-deps test-deps run web worker test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +23,13 @@ system-deps:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libseccomp2; \
 	fi
 
+# Headless Chromium, for the tests that look at pages (they skip without it).
+test-deps:
+	@if ! command -v chromium >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium fonts-dejavu-core; \
+	fi
+
 setup: system-deps $(VENV)/.installed
 	@mkdir -p var
 	$(BIN)/python manage.py migrate --noinput -v 0
@@ -27,6 +37,7 @@ setup: system-deps $(VENV)/.installed
 
 # Web (gunicorn) and one django-q2 cluster per priority, until Ctrl-C stops them all.
 run: setup
+	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python manage.py seed_demo
 	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(BIN)/gunicorn -c executor_project/gunicorn.conf.py executor_project.wsgi & \
@@ -35,7 +46,8 @@ run: setup
 	done; \
 	wait
 
-test: setup
+test: setup test-deps
+	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python -m pytest -q
 
 bench: setup

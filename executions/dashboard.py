@@ -81,7 +81,7 @@ def build(window_name, now=None):
         cacheable[index] += bool(cache_key)
         if error_type:
             by_error[error_type][index] += 1
-        if time_ms is not None:
+        if time_ms is not None and not cache_hit:  # a cache hit did not run
             latencies[index].append(time_ms)
 
     minutes = bucket_seconds / 60

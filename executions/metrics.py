@@ -67,10 +67,11 @@ SYSTEM_CPU = Gauge("system_cpu_usage_percent", "Host CPU use since the previous 
 
 
 def observe_execution(execution):
-    """Count one execution that has just ended (called by lifecycle.finish_execution)."""
+    """Count one execution that has just ended (called by executions.lifecycle)."""
     plugin_id = execution.plugin_version.plugin.slug
     EXECUTIONS.labels(plugin_id, execution.action, execution.status).inc()
-    if execution.execution_time_ms is not None:
+    # A cache hit took no run time: it would only drag the run latencies down.
+    if execution.execution_time_ms is not None and not execution.cache_hit:
         DURATION.labels(plugin_id).observe(execution.execution_time_ms / 1000)
     if execution.peak_memory_bytes:
         MEMORY.labels(plugin_id).observe(execution.peak_memory_bytes)

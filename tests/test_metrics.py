@@ -1,11 +1,16 @@
 """GET /metrics: samples written by the qcluster worker processes and by this
 process, merged through the multiprocess directory."""
 
+import json
+import re
+
 import pytest
+from django_prometheus.middleware import Metrics
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
-from .conftest import install_source, wait_for
+from .conftest import ROOT, install_source, wait_for
 
 RAISES = """
 def fail(params, ctx):
@@ -108,3 +113,26 @@ def test_metrics_token_when_set(settings):
 @pytest.mark.django_db
 def test_metrics_open_without_token():
     assert APIClient().get("/metrics").status_code == 200
+
+
+def exported_names():
+    """Every sample name the metrics declared in this process can export."""
+    # Ours are declared on import, django-prometheus's request metrics with its middleware.
+    import executions.metrics  # noqa: F401
+
+    Metrics.get_instance()
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    return {family.name + suffix for family in REGISTRY.collect() for suffix in suffixes.get(family.type, [""])}
+
+
+def test_the_grafana_dashboard_queries_only_exported_metrics():
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {name for expr in expressions for name in re.findall(r"\b([a-z_]+(?:_total|_bucket|_bytes|_percent|_size))\b", expr)}
+    assert used - exported_names() == set()
+    # Every metric of DESIGN.md §9 has a panel.
+    for name in ("plugin_executions_total", "plugin_execution_duration_seconds_bucket", "plugin_execution_memory_bytes_bucket",
+                 "worker_pool_size", "worker_pool_queue_size", "worker_pool_queue_wait_seconds_bucket",
+                 "plugin_errors_total", "plugin_timeouts_total", "plugin_retries_total", "cache_hits_total",
+                 "cache_misses_total", "cache_size_bytes", "system_memory_usage_bytes", "system_cpu_usage_percent"):
+        assert any(name in expr for expr in expressions), name

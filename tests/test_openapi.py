@@ -2,6 +2,7 @@
 error envelope; /docs serves Swagger UI from local static files and renders."""
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -100,11 +101,11 @@ def test_docs_page_uses_only_local_static_files():
 
 
 @requires_chromium
-def test_docs_render_in_a_browser(live_server, settings, tmp_path):
+def test_docs_render_in_a_browser(live_server, settings):
     # The docs fetch the schema from the server and build the page in the browser.
     url = f"{live_server.url}/docs"
     dom = dump_dom(url)
     for operation in ("/execute", "/events", "/stats", "/metrics"):
         assert f'data-path="{operation}"' in dom
-    shot = screenshot(url, tmp_path / "docs.png", width=1280, height=1400)
+    shot = screenshot(url, Path(settings.VAR_DIR) / "screenshots" / "docs.png", width=1280, height=1400)
     assert png_size(shot) == (1280, 1400) and shot.stat().st_size > 30_000

@@ -21,10 +21,13 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory() as lock_dir:
             client = ForkServerClient(lock_dir=lock_dir, required_layers=required)
             try:
+                # Progress on stderr: stdout is the report, its last line read by scripts.
+                self.stderr.write("Starting a fork-server and entering its isolation layers…")
                 client.start()
                 layers = client.layers
                 probe = None
                 try:
+                    self.stderr.write("Running a probe action in a sandboxed child…")
                     probe = client.run(
                         RunRequest(
                             execution_id="sandbox-check", modules={"plugin.py": PROBE}, entrypoint="plugin.py",
