@@ -39,10 +39,14 @@ setup: system-deps $(VENV)/.installed
 run: setup
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python manage.py seed_demo
-	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
-	$(BIN)/gunicorn -c executor_project/gunicorn.conf.py executor_project.wsgi & \
+	@# Each service runs in a session of its own, so Ctrl-C reaches only this
+	@# shell, which then stops each one with a single SIGTERM (a second signal
+	@# while a qcluster is stopping can leave it hanging).
+	@pids=""; \
+	trap 'trap - INT TERM EXIT; kill $$pids 2>/dev/null; wait' INT TERM EXIT; \
+	setsid $(BIN)/gunicorn -c executor_project/gunicorn.conf.py executor_project.wsgi & pids="$$pids $$!"; \
 	for cluster in executor-high executor-medium executor-low; do \
-		Q_CLUSTER_NAME=$$cluster $(BIN)/python manage.py qcluster & \
+		Q_CLUSTER_NAME=$$cluster setsid $(BIN)/python manage.py qcluster & pids="$$pids $$!"; \
 	done; \
 	wait
 
