@@ -3,6 +3,7 @@
 import logging
 import time
 
+from django.db import transaction
 from django.utils import timezone
 
 from . import breaker, cache, lifecycle, recovery
@@ -75,8 +76,11 @@ def finish(execution, outcome, retries):
         retry_count=retries,
     )
     if outcome.status == "success":
-        if lifecycle.finish_execution(execution, status="success", result=outcome.result, **measures) and execution.cache_key:
-            cache.store(execution.cache_key, execution, outcome.result)
+        # One transaction: whoever is woken by the end can already hit the cache.
+        with transaction.atomic():
+            ended = lifecycle.finish_execution(execution, status="success", result=outcome.result, **measures)
+            if ended and execution.cache_key:
+                cache.store(execution.cache_key, execution, outcome.result)
         return
     action = execution.plugin_version.manifest["actions"][execution.action]
     substitute = recovery.fallback(execution, action)

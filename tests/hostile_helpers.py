@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 
 from executions.sandbox.client import ForkServerClient, RunRequest, RunResult  # noqa: E402,F401
 from executions.sandbox.confine import ALL_LAYERS  # noqa: E402,F401
+from executions.sandbox.forkserver import SPARES  # noqa: E402
 
 CONTAINED_ERRORS = {"MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "WORKER_CRASHED", "PLUGIN_ERROR", "TIMEOUT"}
 
@@ -177,18 +178,18 @@ def process_snapshot(client: ForkServerClient) -> set:
 
 def leftover_processes(client: ForkServerClient, before=frozenset(), settle_seconds=1.0) -> list:
     """Processes under the fork-server that should not be there once a run is
-    answered. Allowed: the namespace init and one new waiting spare (a direct
-    child of the init). Whatever was there before the run (the spare that
-    became the run's child) must be gone. A run's child may take a moment to
-    exit after it has answered, so this waits up to `settle_seconds`."""
+    answered. Allowed: the namespace init and its waiting spares (direct
+    children of the init, at most SPARES). One of the processes there before
+    the run (the spare that became the run's child) must be gone. A run's
+    child may take a moment to exit after it has answered, so this waits up
+    to `settle_seconds`."""
     deadline = time.monotonic() + settle_seconds
     while True:
         inner, others = _descendants(client)
         live = [p for p in others if p[2] != psutil.STATUS_ZOMBIE]
-        old = [p for p in live if p[0] in before]
-        new = [p for p in live if p[0] not in before]
+        still_there = {p[0] for p in live} & set(before)
         grandchildren = [p for p in live if p[1] not in inner]
-        if not old and len(new) <= 1 and not grandchildren:
+        if len(live) <= SPARES and not grandchildren and (not before or len(still_there) < len(before)):
             return []
         if time.monotonic() >= deadline:
             return live

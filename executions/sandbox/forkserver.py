@@ -17,6 +17,7 @@ path. The fork-server never sees params, secrets or results: those travel
 on the channel between the host and the child.
 """
 
+import collections
 import gc
 import json
 import os
@@ -41,10 +42,13 @@ PREIMPORTED = (
 )
 
 SANDBOX_ROOT = "/run/plugin-sandbox-root"
+# Children kept ready ahead of their runs: two, so that back-to-back runs
+# each find one that has had a whole run's time to get ready.
+SPARES = 2
 # Run cgroups per slot, used in turn: a run's child may still be exiting when
-# the next run starts, and the spare for the run after that is already
-# waiting in its own; each must be accounted and killed on its own.
-RUN_CGROUPS = ("a", "b", "c")
+# the next run starts, and the spares are already waiting in theirs; each must
+# be accounted and killed on its own.
+RUN_CGROUPS = ("a", "b", "c", "d")
 ALWAYS_ACTIVE = ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs")
 
 
@@ -86,7 +90,7 @@ class Server:
         self.landlock_fd = None
         self.devnull = None
         self.address_space_base = 0
-        self.spare = None
+        self.spares = collections.deque()
         self.runs = []
         self.next_cgroup = 0
 
@@ -178,7 +182,7 @@ class Server:
     # -- the loop ---------------------------------------------------------------
 
     def serve(self):
-        self.spare = self.make_spare()
+        self.replenish_spares()
         while True:
             now = time.monotonic()
             pending = [run for run in self.runs if not run.timed_out]
@@ -229,7 +233,10 @@ class Server:
     def start_run(self, channel_fd, request):
         previous = [run for run in self.runs if not run.superseded]
         limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
-        spare = self.spare if self.spare.alive() else self.make_spare()
+        spare = self.spares.popleft()
+        if not spare.alive():
+            spare.sock.close()
+            spare = self.make_spare()
         cgroup = spare.cgroup
         if cgroup is not None:
             cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
@@ -254,7 +261,11 @@ class Server:
         for run in previous:
             run.superseded = True
             self.kill(run)
-        self.spare = self.make_spare()
+        self.replenish_spares()
+
+    def replenish_spares(self):
+        while len(self.spares) < SPARES:
+            self.spares.append(self.make_spare())
 
     def end_answered_run(self, run_id):
         """The host has the run's answer: the child has nothing left to do.
