@@ -2,26 +2,13 @@ import uuid
 
 from django.contrib import admin, messages
 
-from plugins.admin import json_block
+from executor_project.admin_helpers import ReadOnlyAdmin, admin_actor_id, json_block
 
 from . import breaker
 from .models import CircuitBreaker, Execution, ExecutionAttempt, ExecutionEvent
 
 # The admin's home page links to the dashboard (executions.observability_views).
 admin.site.index_template = "admin/executions/index.html"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by the engine itself: operators look, they never edit."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ExecutionAttemptInline(admin.TabularInline):
@@ -131,5 +118,5 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
     @admin.action(description="Reset (close) selected breakers", permissions=["change"])
     def reset(self, request, queryset):
         for circuit in queryset.select_related("plugin"):
-            breaker.reset(circuit.plugin, actor_id=f"admin:{request.user.get_username()}")
+            breaker.reset(circuit.plugin, actor_id=admin_actor_id(request))
         self.message_user(request, f"Closed {len(queryset)} breaker(s).", messages.SUCCESS)

@@ -1,4 +1,3 @@
-import json
 from itertools import groupby
 
 from django import forms
@@ -10,22 +9,13 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from executions import breaker, cache
+from executor_project.admin_helpers import ReadOnlyAdmin, admin_actor_id, json_block
 from quotas.models import Organization
 
 from . import services
 from .archive import load_uploaded_plugin
 from .manifest import ManifestError
 from .models import Plugin, PluginVersion
-
-
-def json_block(value):
-    """A JSON value pretty-printed for a read-only admin field."""
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
-
-
-def admin_actor_id(request):
-    """The actor id audit events record for a change made in the admin."""
-    return f"admin:{request.user.get_username()}"
 
 
 class PluginUploadForm(forms.Form):
@@ -145,7 +135,7 @@ class PluginAdmin(admin.ModelAdmin):
 
 
 @admin.register(PluginVersion)
-class PluginVersionAdmin(admin.ModelAdmin):
+class PluginVersionAdmin(ReadOnlyAdmin):
     """Versions are immutable uploads: they can be looked at and activated, nothing else."""
 
     list_display = ["__str__", "plugin", "version", "is_active", "short_sha256", "signed", "created_at"]
@@ -161,15 +151,6 @@ class PluginVersionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("archive")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_activate_permission(self, request):
         return request.user.has_perm("plugins.change_pluginversion")

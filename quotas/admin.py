@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
 from executions.redaction import MIN_SECRET_LENGTH
-from plugins.admin import admin_actor_id
+from executor_project.admin_helpers import ReadOnlyAdmin, admin_actor_id
 
 from .actions import reset_daily_usage
 from .enforcement import utc_today
@@ -109,7 +109,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(DailyUsage)
-class DailyUsageAdmin(admin.ModelAdmin):
+class DailyUsageAdmin(ReadOnlyAdmin):
     """Counts move only through atomic updates in quotas.enforcement, never by hand."""
 
     list_display = ["organization", "day", "count"]
@@ -117,15 +117,6 @@ class DailyUsageAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     search_fields = ["organization__slug"]
     date_hierarchy = "day"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OrganizationSecretForm(forms.ModelForm):
