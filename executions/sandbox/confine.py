@@ -187,6 +187,7 @@ class RunCgroup:
 
     version: int
     dir_fds: dict = field(default_factory=dict)
+    file_fds: dict = field(default_factory=dict)
     limits: tuple = ()
     oom_kills_seen: int = 0
     cpu_baseline_us: int = 0
@@ -199,22 +200,22 @@ class RunCgroup:
     def add(self, controller, directory):
         self.dir_fds[controller] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
+    def _fd(self, controller, name, flags):
+        """A descriptor kept open for the slot's life: cgroup files are read
+        and written on every run, and opening them each time costs."""
+        key = (controller, name, flags)
+        if key not in self.file_fds:
+            self.file_fds[key] = os.open(name, flags | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
+        return self.file_fds[key]
+
     def write(self, controller, name, value):
-        fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
-        try:
-            os.write(fd, str(value).encode())
-        finally:
-            os.close(fd)
+        os.pwrite(self._fd(controller, name, os.O_WRONLY), str(value).encode(), 0)
 
     def read(self, controller, name):
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir_fds[controller])
+            return os.pread(self._fd(controller, name, os.O_RDONLY), 65536, 0).decode()
         except OSError:
             return ""
-        try:
-            return os.read(fd, 65536).decode()
-        finally:
-            os.close(fd)
 
     def has(self, controller, name):
         try:
@@ -548,19 +549,20 @@ def _cap(which, value):
 def set_fixed_rlimits(limits):
     """The limits every run shares, set once on the fork-server and inherited.
 
-    Harmless to the fork-server itself: it writes no regular file, keeps few
-    descriptors, and as root is not counted by RLIMIT_NPROC.
+    Harmless to the fork-server itself: it writes no regular file and, as
+    root, is not counted by RLIMIT_NPROC. (It keeps many descriptors open, so
+    the open-files limit is the child's alone.)
     """
     _cap(resource.RLIMIT_FSIZE, 0)
     _cap(resource.RLIMIT_CORE, 0)
-    _cap(resource.RLIMIT_NOFILE, limits.max_open_files)
     _cap(resource.RLIMIT_NPROC, limits.max_tasks)
     _cap(resource.RLIMIT_MEMLOCK, 0)
     _cap(resource.RLIMIT_MSGQUEUE, 0)
 
 
 def set_run_rlimits(limits, address_space_base):
-    """The limits that depend on the run: memory and CPU time."""
+    """The limits that depend on the run (memory, CPU time), and open files."""
+    _cap(resource.RLIMIT_NOFILE, limits.max_open_files)
     _cap(resource.RLIMIT_AS, address_space_base + limits.memory_bytes)
     _cap(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
 
