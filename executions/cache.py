@@ -17,7 +17,7 @@ import zlib
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from .events import record_event
@@ -62,10 +62,7 @@ def _decode(entry):
 def lookup(key):
     """The fresh cached result for `key`, or None."""
     entry = CachedResult.objects.filter(key=key, expires_at__gt=timezone.now()).first()
-    if entry is None:
-        return None
-    CachedResult.objects.filter(pk=entry.pk).update(hits=F("hits") + 1)
-    return _decode(entry)
+    return _decode(entry) if entry is not None else None
 
 
 def lookup_stale(key):
@@ -90,7 +87,6 @@ def store(key, execution, result):
             "size_bytes": len(payload),
             "created_at": now,
             "expires_at": now + dt.timedelta(milliseconds=settings.CACHE_TTL_MS),
-            "hits": 0,
         },
     )
     _cull()

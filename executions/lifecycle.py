@@ -40,7 +40,7 @@ def start_execution(execution_id):
         status=Execution.Status.RUNNING, started_at=now, worker=f"{socket.gethostname()}:{os.getpid()}",
         lease_expires_at=now + lease,
     ):
-        return Execution.objects.select_related("plugin_version__plugin", "organization__tier").get(pk=execution_id)
+        return Execution.objects.with_plugin().get(pk=execution_id)
     orphan = Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).first()
     if orphan is not None:
         finish_execution(orphan, status=Execution.Status.ERROR, error_type="WORKER_CRASHED", error_message=WORKER_LOST_MESSAGE)
@@ -101,19 +101,19 @@ def execution_topic(execution_id):
     return f"run-{execution_id}"
 
 
-def record_answered_execution(**fields):
+def record_answered_execution(quota, **fields):
     """Record an execution answered without a run (a cache hit, or a fallback
     while the plugin's breaker is open): created already ended, with its
     event, in the caller's transaction."""
     now = timezone.now()
     execution = Execution.objects.create(started_at=now, finished_at=now, **fields)
-    record_execution_event(execution)
+    record_execution_event(execution, quota)
     transaction.on_commit(lambda: metrics.observe_execution(execution))
     return execution
 
 
-def record_execution_event(execution):
-    quota = usage_today(execution.organization)
+def record_execution_event(execution, quota=None):
+    quota = quota or usage_today(execution.organization)
     record_event(
         ExecutionEvent.Type.PLUGIN_ACTION_EXECUTED,
         organization=execution.organization,
@@ -169,7 +169,7 @@ def reclaim_expired_leases(organization=None):
     if organization is not None:
         expired = expired.filter(organization=organization)
     reclaimed = 0
-    for execution in expired.select_related("plugin_version__plugin", "organization__tier"):
+    for execution in expired.with_plugin():
         reclaimed += finish_execution(
             execution,
             status=Execution.Status.ERROR,

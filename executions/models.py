@@ -3,6 +3,14 @@ import uuid
 from django.db import models
 
 
+class ExecutionQuerySet(models.QuerySet):
+    def with_plugin(self):
+        """With the plugin version, plugin, organization and tier joined in,
+        but not the version's code archive (up to megabytes, never needed
+        here: runs take the plugin's bytecode from a per-process cache)."""
+        return self.select_related("plugin_version__plugin", "organization__tier").defer("plugin_version__archive")
+
+
 class Execution(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -12,6 +20,8 @@ class Execution(models.Model):
         TIMEOUT = "timeout"
 
     TERMINAL = (Status.SUCCESS, Status.ERROR, Status.TIMEOUT)
+
+    objects = ExecutionQuerySet.as_manager()
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("quotas.Organization", on_delete=models.PROTECT, related_name="executions")
@@ -103,7 +113,6 @@ class CachedResult(models.Model):
     size_bytes = models.PositiveIntegerField()
     created_at = models.DateTimeField(db_index=True)
     expires_at = models.DateTimeField()
-    hits = models.PositiveIntegerField(default=0)
 
     def __str__(self):
         return f"{self.plugin_slug} {self.key[:12]}"

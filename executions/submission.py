@@ -35,7 +35,7 @@ def resolve_action(organization, plugin_id, action_name, version=None):
         raise ApiError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")
     if not plugin.enabled:
         raise ApiError("PLUGIN_DISABLED", f"plugin {plugin_id!r} is disabled")
-    versions = plugin.versions.all()
+    versions = plugin.versions.defer("archive")
     plugin_version = versions.filter(version=version).first() if version else versions.filter(is_active=True).first()
     if plugin_version is None:
         what = f"version {version!r}" if version else "an active version"
@@ -154,7 +154,7 @@ def answer_without_run(fields, **outcome):
     with quota_refusals(fields):
         with transaction.atomic():
             quota = consume_daily(fields["organization"])
-            execution = lifecycle.record_answered_execution(**fields, **outcome)
+            execution = lifecycle.record_answered_execution(quota, **fields, **outcome)
     return execution, quota
 
 
@@ -231,7 +231,7 @@ def wait_for_outcome(execution):
     EXECUTION_IDLE_POLL_SECONDS in case a wake-up is lost."""
     submitted = time.monotonic()
     give_up_queued_at = submitted + execution.timeout_ms / 1000 + QUEUE_PATIENCE_SECONDS
-    executions = Execution.objects.select_related("plugin_version__plugin", "organization__tier")
+    executions = Execution.objects.with_plugin()
     with Waiter(lifecycle.execution_topic(execution.pk)) as waiter:
         while True:
             current = executions.get(pk=execution.pk)

@@ -68,7 +68,7 @@ class ExecuteView(APIView):
 class ExecutionDetailView(APIView):
     @extend_schema(**openapi.EXECUTION_DETAIL_SCHEMA)
     def get(self, request, execution_id):
-        executions = Execution.objects.select_related("plugin_version__plugin", "organization__tier")
+        executions = Execution.objects.with_plugin()
         if not request.user.is_staff:
             executions = executions.filter(organization=request.user.organization)
         execution = executions.filter(pk=execution_id).first()
