@@ -6,11 +6,14 @@ This one waits on a wake-up socket instead (executions.wakeup), so a task
 queued on this node is picked up at once and an idle cluster does nearly
 nothing; tasks queued by another node are still found within
 QUEUE_IDLE_POLL_SECONDS. Delivery receipts and redelivery are the ORM
-broker's own, unchanged.
+broker's own, unchanged; a task enqueued inside a transaction commits (and
+wakes the queue) with it.
 """
 
 from django.conf import settings
+from django.db import transaction
 from django_q.brokers.orm import ORM
+from django_q.conf import Conf
 
 from .wakeup import Waiter, wake
 
@@ -24,7 +27,9 @@ class WakeableORMBroker(ORM):
 
     def enqueue(self, task):
         task_id = super().enqueue(task)
-        wake(queue_topic(self.list_key))
+        # Inside a transaction the task is invisible until it commits.
+        topic = queue_topic(self.list_key)
+        transaction.on_commit(lambda: wake(topic), using=Conf.ORM)
         return task_id
 
     def dequeue(self):

@@ -144,7 +144,7 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
         with transaction.atomic():
             quota = admit(organization)
             execution = Execution.objects.create(**fields)
-            transaction.on_commit(lambda: enqueue(execution, sealed))
+            enqueue(execution, sealed)
     return execution, quota
 
 
@@ -206,20 +206,20 @@ class IdempotentReplay(Exception):
 
 
 def enqueue(execution, sealed_secrets):
-    try:
-        async_task(
-            "executions.tasks.run_execution",
-            str(execution.id),
-            sealed_secrets,
-            task_name=f"execution-{execution.id}",
-            timeout=settings.Q_CLUSTER_TIMEOUT,
-            cluster=settings.PRIORITY_CLUSTERS[execution.organization.tier.priority],
-        )
-    except Exception as error:
-        lifecycle.finish_execution(
-            execution, status=Execution.Status.ERROR, error_type="WORKER_CRASHED",
-            error_message=f"the run could not be queued: {type(error).__name__}",
-        )
+    """Put the run on its priority's queue, in the caller's transaction.
+
+    The ORM broker's queue is a table of the same database, so the task, the
+    execution and its quota commit together or not at all: a process dying
+    between them can't leave a queued execution no worker will ever see.
+    """
+    async_task(
+        "executions.tasks.run_execution",
+        str(execution.id),
+        sealed_secrets,
+        task_name=f"execution-{execution.id}",
+        timeout=settings.Q_CLUSTER_TIMEOUT,
+        cluster=settings.PRIORITY_CLUSTERS[execution.organization.tier.priority],
+    )
 
 
 def wait_for_outcome(execution):

@@ -142,3 +142,31 @@ def test_missing_required_layer_refuses_runs_naming_it(api, examples, monkeypatc
     from executions.models import Execution
 
     assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_run_and_its_queued_task_are_stored_together(api, examples):
+    from django_q.models import OrmQ
+
+    from executions.models import Execution
+
+    body = {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}, "async": True}
+    response = execute(api, body)
+    assert response.status_code == 202
+    assert Execution.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_queue_that_refuses_the_task_leaves_no_run_and_no_quota_used(api, examples, monkeypatch):
+    from executions import submission
+    from executions.models import Execution
+    from quotas.models import DailyUsage
+
+    def broken_queue(*args, **kwargs):
+        raise ConnectionError("broker unavailable")
+
+    monkeypatch.setattr(submission, "async_task", broken_queue)
+    body = {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}, "async": True}
+    assert_error(execute(api, body), 500, "INTERNAL_ERROR")
+    assert not Execution.objects.exists()
+    assert not DailyUsage.objects.filter(count__gt=0).exists()
