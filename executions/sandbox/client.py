@@ -264,7 +264,9 @@ class ForkServerClient:
         egress_requests = 0
         channel_open = True
         answered_sent = False
-        while report is None:
+        # The report may come first (the fork-server learns a run is over from
+        # the child too): the channel is still read to its end.
+        while report is None or channel_open:
             if not channel_open and not answered_sent and (outcome is not None or violation):
                 if violation or time.monotonic() - started < request.timeout_ms / 1000:
                     self.control.send(json.dumps({"answered": run_id}).encode())

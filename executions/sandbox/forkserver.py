@@ -73,9 +73,15 @@ class Run:
     cgroup: object
     deadline: float
     started: float
+    done_sock: socket.socket | None = None
     timed_out: bool = False
     superseded: bool = False
     answered: bool = False
+
+    def close_done_sock(self):
+        if self.done_sock is not None:
+            self.done_sock.close()
+            self.done_sock = None
 
 
 class Server:
@@ -187,7 +193,9 @@ class Server:
             now = time.monotonic()
             pending = [run for run in self.runs if not run.timed_out]
             timeout = max(0.0, min(run.deadline for run in pending) - now) if pending else None
-            readable, _, _ = select.select([self.control] + [run.pidfd for run in self.runs], [], [], timeout)
+            watched = [self.control] + [run.pidfd for run in self.runs]
+            watched += [run.done_sock for run in self.runs if run.done_sock is not None]
+            readable, _, _ = select.select(watched, [], [], timeout)
             # A waiting run comes first; reaping finished ones can wait.
             if self.control in readable:
                 try:
@@ -202,6 +210,8 @@ class Server:
                 elif "answered" in request:
                     self.end_answered_run(request["answered"])
             for run in list(self.runs):
+                if run.done_sock is not None and run.done_sock in readable:
+                    self.child_says_done(run)
                 if run.pidfd in readable:
                     self.reap(run)
             now = time.monotonic()
@@ -245,12 +255,12 @@ class Server:
         socket.send_fds(spare.sock, [assignment], [channel_fd])
         started = time.monotonic()
         os.close(channel_fd)
-        spare.sock.close()
         self.runs.append(
             Run(
                 run_id=request["runId"],
                 pid=spare.pid,
                 pidfd=os.pidfd_open(spare.pid),
+                done_sock=spare.sock,
                 cgroup=cgroup,
                 deadline=started + request["timeoutMs"] / 1000,
                 started=started,
@@ -267,6 +277,17 @@ class Server:
         while len(self.spares) < SPARES:
             self.spares.append(self.make_spare())
 
+    def child_says_done(self, run):
+        """The child wrote DONE (its answer is on the channel) or died (the
+        socket's end of file; the reap will report that)."""
+        try:
+            said_done = run.done_sock.recv(16) == runtime.DONE
+        except OSError:
+            said_done = False
+        run.close_done_sock()
+        if said_done:
+            self.end_answered_run(run.run_id)
+
     def end_answered_run(self, run_id):
         """The host has the run's answer: the child has nothing left to do.
 
@@ -276,9 +297,10 @@ class Server:
         Without cgroups the report waits for the reap, as for any run.
         """
         run = next((r for r in self.runs if r.run_id == run_id and not r.superseded), None)
-        if run is None:
+        if run is None or run.answered:
             return
         run.answered = True
+        run.close_done_sock()
         self.kill(run)
         if run.cgroup is None:
             return
@@ -296,6 +318,7 @@ class Server:
     def reap(self, run):
         _, status, usage = os.wait4(run.pid, 0)
         os.close(run.pidfd)
+        run.close_done_sock()
         self.runs.remove(run)
         oom_killed = False
         if run.cgroup is not None:
@@ -344,8 +367,7 @@ class Server:
                     confine.ChildLimits(memory_bytes=assignment["memoryBytes"], cpu_seconds=assignment["cpuSeconds"]),
                     self.address_space_base,
                 )
-                child_end.close()
-                runtime.serve_one_run(socket.socket(fileno=fds[0]))
+                runtime.serve_one_run(socket.socket(fileno=fds[0]), done=child_end)
             finally:
                 os._exit(4)
         child_end.close()

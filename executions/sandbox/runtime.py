@@ -290,35 +290,33 @@ def warm_up():
     warm-up leaves nothing behind that the plugin could see.
     """
     saved = sys.stdout, sys.stderr, list(sys.meta_path)
-    execute(WARM_UP_REQUEST, channel=None)
-    protocol.encode_frame({"op": "result", "resultJson": "{}", "logs": [], "usage": own_usage()})
+    protocol.encode_frame(execute(WARM_UP_REQUEST, channel=None))
     sys.stdout, sys.stderr = saved[0], saved[1]
     sys.meta_path[:] = saved[2]
     sys.modules.pop(ENTRYPOINT_MODULE, None)
 
 
-def own_usage():
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"maxRssBytes": usage.ru_maxrss * 1024, "cpuMs": round((usage.ru_utime + usage.ru_stime) * 1000, 3)}
+# Written to the fork-server once the answer is on the channel.
+DONE = b"done"
 
 
-def serve_one_run(channel):
+def serve_one_run(channel, done):
     """Read the run request, execute it, reply, and leave without cleanup.
 
-    The channel is shut down before exiting so that the host has its answer
-    while the kernel is still tearing this process down.
+    The channel is shut down and DONE written on `done` (the child's socket
+    to the fork-server) before exiting, so that the host has its answer and
+    the fork-server knows the run is over while the kernel is still tearing
+    this process down.
     """
     try:
         request = protocol.recv_frame(channel)
         outcome = execute(request, channel)
-        outcome["usage"] = own_usage()
         try:
             protocol.send_frame(channel, outcome)
         except MemoryError:
             protocol.send_frame(channel, {"op": "result", "status": "error", "errorType": "MEMORY_LIMIT_EXCEEDED", "message": "the action ran out of memory"})
         channel.shutdown(2)
+        done.send(DONE)
     except BaseException:
         os._exit(3)
     os._exit(0)
