@@ -115,8 +115,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and cluster processes write concurrently: WAL lets readers run beside
     # the writer, IMMEDIATE makes writers queue for `timeout` seconds instead
-    # of failing with "database is locked" on lock upgrade.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # of failing with "database is locked" on lock upgrade. Connections are
+    # kept (per thread) rather than reopened, with their PRAGMAs, per request.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
