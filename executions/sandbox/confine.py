@@ -593,9 +593,10 @@ def describe_host():
     v1 = {c for c in CGROUP_CONTROLLERS if os.path.exists(os.path.join(CGROUP_V1_ROOT, c, "cgroup.procs"))}
     cgroup_controllers = (available_v2 & set(CGROUP_CONTROLLERS)) or v1
     try:
-        import pyseccomp  # noqa: F401
+        import pyseccomp  # noqa: F401  (loading it loads libseccomp)
 
-        seccomp = os.path.exists("/proc/self/status") and "Seccomp" in open("/proc/self/status").read()
+        with open("/proc/self/status") as status:
+            seccomp = "Seccomp:" in status.read()
     except (ImportError, OSError):
         seccomp = False
     namespaces = is_root and os.path.exists("/proc/self/ns/pid")
