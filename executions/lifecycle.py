@@ -24,6 +24,11 @@ from .models import Execution, ExecutionAttempt, ExecutionEvent
 WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finished"
 
 
+def lease_until(now, timeout_ms):
+    """When a run started at `now` is presumed to have lost its worker."""
+    return now + dt.timedelta(milliseconds=timeout_ms, seconds=settings.EXECUTION_LEASE_GRACE_SECONDS)
+
+
 def start_execution(execution_id):
     """Claim a queued execution for this worker; None if it is not ours to run.
 
@@ -35,10 +40,9 @@ def start_execution(execution_id):
     timeout_ms = Execution.objects.filter(pk=execution_id).values_list("timeout_ms", flat=True).first()
     if timeout_ms is None:
         return None
-    lease = dt.timedelta(milliseconds=timeout_ms, seconds=settings.EXECUTION_LEASE_GRACE_SECONDS)
     if Execution.objects.filter(pk=execution_id, status=Execution.Status.QUEUED).update(
         status=Execution.Status.RUNNING, started_at=now, worker=f"{socket.gethostname()}:{os.getpid()}",
-        lease_expires_at=now + lease,
+        lease_expires_at=lease_until(now, timeout_ms),
     ):
         return Execution.objects.with_plugin().get(pk=execution_id)
     orphan = Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).first()
@@ -153,9 +157,8 @@ def record_attempt(execution, number, outcome, started_at):
 
 def renew_lease(execution, retries):
     """A retry is a new run: give it a full lease of its own."""
-    lease = dt.timedelta(milliseconds=execution.timeout_ms, seconds=settings.EXECUTION_LEASE_GRACE_SECONDS)
     Execution.objects.filter(pk=execution.pk, status=Execution.Status.RUNNING).update(
-        lease_expires_at=timezone.now() + lease, retry_count=retries
+        lease_expires_at=lease_until(timezone.now(), execution.timeout_ms), retry_count=retries
     )
 
 

@@ -77,10 +77,11 @@ def finish(execution, outcome, retries):
     )
     if outcome.status == "success":
         # One transaction: whoever is woken by the end can already hit the cache.
+        result = outcome.result  # decoded once: it may be a megabyte of JSON
         with transaction.atomic():
-            ended = lifecycle.finish_execution(execution, status="success", result=outcome.result, **measures)
+            ended = lifecycle.finish_execution(execution, status="success", result=result, **measures)
             if ended and execution.cache_key:
-                cache.store(execution.cache_key, execution, outcome.result)
+                cache.store(execution.cache_key, execution, result)
         return
     action = execution.plugin_version.manifest["actions"][execution.action]
     substitute = recovery.fallback(execution, action)
