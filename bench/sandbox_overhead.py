@@ -27,8 +27,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from executions.sandbox.client import ForkServerClient, RunRequest  # noqa: E402
-from executions.sandbox.confine import ALL_LAYERS  # noqa: E402
+from sandbox import (  # noqa: E402
+    ALL_LAYERS,  # noqa: E402
+    ForkServerClient,
+    RunRequest,
+)
 
 PLUGIN = "def add(params, ctx):\n    return {'sum': params['a'] + params['b']}\n"
 FRESH_INTERPRETER = (

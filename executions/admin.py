@@ -2,13 +2,12 @@ import uuid
 
 from django.contrib import admin, messages
 
-from executor_project.admin_helpers import ReadOnlyAdmin, admin_actor_id, json_block
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block
+from plugins.admin import PluginAdmin
+from plugins.models import Plugin
 
-from . import breaker
-from .models import CircuitBreaker, Execution, ExecutionAttempt, ExecutionEvent
-
-# The admin's home page links to the dashboard (executions.observability_views).
-admin.site.index_template = "admin/executions/index.html"
+from . import breaker, cache
+from .models import CircuitBreaker, Execution, ExecutionAttempt
 
 
 class ExecutionAttemptInline(admin.TabularInline):
@@ -91,20 +90,6 @@ class ExecutionAdmin(ReadOnlyAdmin):
         return f"{(execution.started_at - execution.queued_at).total_seconds():.3f} s"
 
 
-@admin.register(ExecutionEvent)
-class ExecutionEventAdmin(ReadOnlyAdmin):
-    list_display = ["timestamp", "type", "organization", "actor_id", "target_id"]
-    list_filter = ["type", "organization"]
-    list_select_related = ["organization"]
-    search_fields = ["target_id", "actor_id"]
-    date_hierarchy = "timestamp"
-    fields = ["timestamp", "type", "organization", "actor_id", "target_id", "pretty_metadata"]
-
-    @admin.display(description="Metadata")
-    def pretty_metadata(self, event):
-        return json_block(event.metadata)
-
-
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(ReadOnlyAdmin):
     list_display = ["plugin", "state", "consecutive_failures", "opened_at", "probes_in_flight", "probe_successes", "updated_at"]
@@ -120,3 +105,24 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
         for circuit in queryset.select_related("plugin"):
             breaker.reset(circuit.plugin, actor_id=admin_actor_id(request))
         self.message_user(request, f"Closed {len(queryset)} breaker(s).", messages.SUCCESS)
+
+
+# The plugin page's actions on what runs (its cached results, its breaker)
+# belong to this app; it adds them to the plugins app's page.
+admin.site.unregister(Plugin)
+
+
+@admin.register(Plugin)
+class PluginWithRunsAdmin(PluginAdmin):
+    actions = [*PluginAdmin.actions, "invalidate_cache", "reset_breaker"]
+
+    @admin.action(description="Invalidate cached results of selected plugins", permissions=["change"])
+    def invalidate_cache(self, request, queryset):
+        removed = sum(cache.invalidate_plugin(plugin.slug, actor_id=admin_actor_id(request)) for plugin in queryset)
+        self.message_user(request, f"Dropped {removed} cached result(s) of {len(queryset)} plugin(s).", messages.SUCCESS)
+
+    @admin.action(description="Reset (close) the circuit breakers of selected plugins", permissions=["change"])
+    def reset_breaker(self, request, queryset):
+        for plugin in queryset:
+            breaker.reset(plugin, actor_id=admin_actor_id(request))
+        self.message_user(request, f"Closed the circuit breakers of {len(queryset)} plugin(s).", messages.SUCCESS)

@@ -8,8 +8,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .events import record_event
-from .models import CircuitBreaker, ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
+
+from .models import CircuitBreaker
 
 State = CircuitBreaker.State
 
@@ -37,7 +39,7 @@ def _move(breaker, state, *, actor_id="", reason=""):
         breaker.consecutive_failures = 0
     breaker.save()
     record_event(
-        ExecutionEvent.Type.CIRCUIT_BREAKER_STATE_CHANGED,
+        AuditEvent.Type.CIRCUIT_BREAKER_STATE_CHANGED,
         organization=breaker.plugin.owner,
         actor_id=actor_id,
         target_id=breaker.plugin.slug,

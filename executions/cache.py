@@ -20,8 +20,10 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from .events import record_event
-from .models import CachedResult, Execution, ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
+
+from .models import CachedResult, Execution
 
 
 def canonical_json(value):
@@ -105,7 +107,7 @@ def invalidate_plugin(plugin_slug, *, actor_id="", organization=None):
     with transaction.atomic():
         removed, _ = CachedResult.objects.filter(plugin_slug=plugin_slug).delete()
         record_event(
-            ExecutionEvent.Type.CACHE_INVALIDATED,
+            AuditEvent.Type.CACHE_INVALIDATED,
             organization=organization,
             actor_id=actor_id,
             target_id=plugin_slug,
@@ -119,7 +121,7 @@ def clear(*, actor_id="", organization=None):
     with transaction.atomic():
         removed, _ = CachedResult.objects.all().delete()
         record_event(
-            ExecutionEvent.Type.CACHE_CLEARED,
+            AuditEvent.Type.CACHE_CLEARED,
             organization=organization,
             actor_id=actor_id,
             metadata={"entriesRemoved": removed},

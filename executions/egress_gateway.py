@@ -1,5 +1,5 @@
 """The worker side of `ctx.http`: the allowlist, the per-plugin rate limit and
-the audit trail around `executions.egress.fetch`."""
+the audit trail around `egress.fetch`."""
 
 import base64
 import datetime as dt
@@ -11,9 +11,17 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .egress import EgressDenied, EgressFailed, EgressPolicy, fetch, normalize_domain_entry
-from .events import record_event
-from .models import EgressWindow, ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
+from egress import (
+    EgressDenied,
+    EgressFailed,
+    EgressPolicy,
+    fetch,
+    normalize_domain_entry,
+)
+
+from .models import EgressWindow
 from .redaction import Redactor
 
 
@@ -113,7 +121,7 @@ class EgressGateway:
 
     def _log(self, metadata):
         record_event(
-            ExecutionEvent.Type.EGRESS_REQUEST,
+            AuditEvent.Type.EGRESS_REQUEST,
             organization=self.execution.organization,
             actor_id=self.execution.actor_id,
             target_id=self.plugin_slug,

@@ -14,12 +14,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.events import record_event
+from audit.models import AuditEvent
 from quotas.enforcement import usage_today
 
 from . import metrics
-from .events import record_event
-from .wakeup import wake
-from .models import Execution, ExecutionAttempt, ExecutionEvent
+from .models import Execution, ExecutionAttempt
+from .queue.wakeups import wake
 
 WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finished"
 
@@ -119,7 +120,7 @@ def record_answered_execution(quota, **fields):
 def record_execution_event(execution, quota=None):
     quota = quota or usage_today(execution.organization)
     record_event(
-        ExecutionEvent.Type.PLUGIN_ACTION_EXECUTED,
+        AuditEvent.Type.PLUGIN_ACTION_EXECUTED,
         organization=execution.organization,
         actor_id=execution.actor_id,
         target_id=execution.plugin_version.plugin.slug,

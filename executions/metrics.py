@@ -1,4 +1,4 @@
-"""Prometheus metrics of DESIGN.md §9, correct across processes.
+"""The Prometheus metrics an execution writes when it ends.
 
 Executions end in qcluster worker processes and /metrics is answered by any
 of several gunicorn workers, so every process writes its samples to its own
@@ -6,25 +6,12 @@ files in PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode,
 set up in settings) and a scrape merges all of them: counters and histograms
 are summed over every process that ever wrote them since the directory was
 wiped, including workers that django-q2 or gunicorn have since replaced.
-
-Two kinds of metrics:
-- event metrics (counters, histograms), written where the thing happens:
-  `observe_execution` is called once per finished execution;
-- state metrics (pool, queue, cache size, host), which no worker owns: they
-  are computed from the database, the cluster heartbeats and psutil by the
-  process that answers the scrape, right before it renders
-  (`refresh_state_gauges`).
-  "mostrecent" makes the value of the latest scrape win over the values that
-  other web processes wrote at earlier scrapes.
+The state gauges (pool, queue, cache size, host) and the exposition are
+`observability.prometheus`'s.
 """
 
-import hmac
+from prometheus_client import Counter, Histogram
 
-from django.conf import settings
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
-
-from . import cache, stats
 from .models import Execution
 
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -53,19 +40,6 @@ QUEUE_WAIT = Histogram(
 
 CACHE_HITS = Counter("cache_hits_total", "Executions of cacheable actions answered from the result cache.")
 CACHE_MISSES = Counter("cache_misses_total", "Executions of cacheable actions that had to run.")
-CACHE_SIZE = Gauge("cache_size_bytes", "Bytes held by the result cache.", multiprocess_mode="mostrecent")
-
-POOL_SIZE = Gauge(
-    "worker_pool_size", "qcluster workers with a live heartbeat: total, active (running a plugin) and idle.",
-    ["state"], multiprocess_mode="mostrecent",
-)
-QUEUE_SIZE = Gauge("worker_pool_queue_size", "Executions admitted and not yet started.", multiprocess_mode="mostrecent")
-SYSTEM_MEMORY = Gauge(
-    "system_memory_usage_bytes", "Host memory: total, used and available.", ["type"], multiprocess_mode="mostrecent"
-)
-SYSTEM_CPU = Gauge("system_cpu_usage_percent", "Host CPU use since the previous scrape.", multiprocess_mode="mostrecent")
-
-
 def observe_execution(execution):
     """Count one execution that has just ended (called by executions.lifecycle)."""
     plugin_id = execution.plugin_version.plugin.slug
@@ -91,32 +65,3 @@ def observe_execution(execution):
         QUEUE_WAIT.labels(execution.organization.tier.priority).observe(
             max(0.0, (left_queue_at - execution.queued_at).total_seconds())
         )
-
-
-def refresh_state_gauges():
-    pool = stats.worker_pool()
-    for state in ("total", "active", "idle"):
-        POOL_SIZE.labels(state).set(pool[state])
-    QUEUE_SIZE.set(stats.queue_size())
-    host = stats.host_resources()
-    for kind in ("total", "used", "available"):
-        SYSTEM_MEMORY.labels(kind).set(host["memory"][kind])
-    SYSTEM_CPU.set(host["cpuPercent"])
-    CACHE_SIZE.set(cache.size_bytes())
-
-
-def render():
-    """The exposition text of every process's samples: (body, content type)."""
-    refresh_state_gauges()
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def token_accepted(authorization):
-    """True when no METRICS_TOKEN is set, or when the Authorization header presents it."""
-    token = settings.METRICS_TOKEN
-    if not token:
-        return True
-    scheme, _, presented = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())

@@ -10,6 +10,10 @@ class ExecutionQuerySet(models.QuerySet):
         here: runs take the plugin's bytecode from a per-process cache)."""
         return self.select_related("plugin_version__plugin", "organization__tier").defer("plugin_version__archive")
 
+    def in_flight(self):
+        """Runs queued or running: what holds an organization's concurrent slots."""
+        return self.filter(status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING])
+
 
 class Execution(models.Model):
     class Status(models.TextChoices):
@@ -150,35 +154,3 @@ class EgressWindow(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["plugin_slug", "window_start"], name="one_egress_window_per_plugin_minute")
         ]
-
-
-class ExecutionEvent(models.Model):
-    """The audit log: one row per thing that happened, never updated."""
-
-    class Type(models.TextChoices):
-        PLUGIN_ACTION_EXECUTED = "plugin_action_executed"
-        QUOTA_EXCEEDED = "quota_exceeded"
-        QUOTA_RESET = "quota_reset"
-        CACHE_INVALIDATED = "cache_invalidated"
-        CACHE_CLEARED = "cache_cleared"
-        CIRCUIT_BREAKER_STATE_CHANGED = "circuit_breaker_state_changed"
-        PLUGIN_VERSION_UPLOADED = "plugin_version_uploaded"
-        PLUGIN_STATE_CHANGED = "plugin_state_changed"
-        SECRET_CHANGED = "secret_changed"
-        EGRESS_REQUEST = "egress_request"
-        OWNER_NOTIFIED = "owner_notified"
-
-    type = models.CharField(max_length=40, choices=Type.choices, db_index=True)
-    actor_id = models.CharField(max_length=200, blank=True)
-    target_id = models.CharField(max_length=200, blank=True, db_index=True)
-    organization = models.ForeignKey(
-        "quotas.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
-    )
-    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
-    metadata = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["-timestamp"]
-
-    def __str__(self):
-        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.type} {self.target_id}"

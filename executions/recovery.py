@@ -8,9 +8,10 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
+from audit.events import record_event
+from audit.models import AuditEvent
+
 from . import cache
-from .events import record_event
-from .models import ExecutionEvent
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ def notify_owner(organization, plugin_slug, reason):
     """Tell the organization's owner a plugin is failing for them, at most
     once per OWNER_NOTIFY_INTERVAL_SECONDS per plugin."""
     since = timezone.now() - dt.timedelta(seconds=settings.OWNER_NOTIFY_INTERVAL_SECONDS)
-    recent = ExecutionEvent.objects.filter(
-        type=ExecutionEvent.Type.OWNER_NOTIFIED, organization=organization, target_id=plugin_slug, timestamp__gte=since
+    recent = AuditEvent.objects.filter(
+        type=AuditEvent.Type.OWNER_NOTIFIED, organization=organization, target_id=plugin_slug, timestamp__gte=since
     )
     if recent.exists():
         return False
@@ -74,7 +75,7 @@ def notify_owner(organization, plugin_slug, reason):
         except Exception:  # a mail server being down must not fail the run's record
             logger.exception("could not email the owner of %s", organization.slug)
     record_event(
-        ExecutionEvent.Type.OWNER_NOTIFIED,
+        AuditEvent.Type.OWNER_NOTIFIED,
         organization=organization,
         target_id=plugin_slug,
         metadata={"pluginId": plugin_slug, "reason": reason, "to": organization.owner_email or None, "emailed": emailed},

@@ -9,9 +9,9 @@ split).
 import json
 import re
 
+from quotas.secrets import MIN_SECRET_LENGTH
+
 REDACTED = "[REDACTED]"
-# Very short values would redact ordinary words and numbers everywhere.
-MIN_SECRET_LENGTH = 4
 
 
 class Redactor:

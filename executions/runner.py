@@ -12,11 +12,17 @@ from django.conf import settings
 
 from plugins.services import plugin_bytecode
 from quotas.secrets import SecretUnreadable, stored_secrets
+from sandbox import (
+    ALL_LAYERS,
+    ForkServerClient,
+    RunRequest,
+    RunResult,
+    SandboxUnavailable,
+    describe_host,
+)
 
 from .egress_gateway import EgressGateway
 from .redaction import Redactor
-from .sandbox.client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable
-from .sandbox.confine import ALL_LAYERS, describe_host
 
 _client = None
 _client_lock = threading.Lock()

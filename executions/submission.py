@@ -11,17 +11,18 @@ from django.utils import timezone
 from django_q.tasks import async_task
 from jsonschema import Draft202012Validator
 
+from audit.events import record_event
+from audit.models import AuditEvent
+from core.errors import EngineError
 from plugins.models import Plugin
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
 
 from . import breaker, cache, lifecycle, recovery
 from .cache import canonical_json
-from .errors import ApiError
-from .events import record_event
-from .models import Execution, ExecutionEvent
+from .models import Execution
+from .queue.sealed_secrets import seal_secrets
+from .queue.wakeups import Waiter
 from .runner import host_layers, memory_limit_mb, missing_host_layers, secrets_for_run
-from .transport import seal_secrets
-from .wakeup import Waiter
 
 # How long a synchronous caller waits for a run to leave the queue, beyond
 # the run's own timeout, before the run is given up as TIMEOUT.
@@ -29,20 +30,20 @@ QUEUE_PATIENCE_SECONDS = 10
 
 
 def resolve_action(organization, plugin_id, action_name, version=None):
-    """The plugin version and action a caller may run, or the right ApiError."""
+    """The plugin version and action a caller may run, or the right EngineError."""
     plugin = Plugin.objects.visible_to(organization).filter(slug=plugin_id).first()
     if plugin is None:
-        raise ApiError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")
+        raise EngineError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")
     if not plugin.enabled:
-        raise ApiError("PLUGIN_DISABLED", f"plugin {plugin_id!r} is disabled")
+        raise EngineError("PLUGIN_DISABLED", f"plugin {plugin_id!r} is disabled")
     versions = plugin.versions.defer("archive")
     plugin_version = versions.filter(version=version).first() if version else versions.filter(is_active=True).first()
     if plugin_version is None:
         what = f"version {version!r}" if version else "an active version"
-        raise ApiError("PLUGIN_NOT_FOUND", f"plugin {plugin_id!r} has no {what}")
+        raise EngineError("PLUGIN_NOT_FOUND", f"plugin {plugin_id!r} has no {what}")
     action = plugin_version.action(action_name)
     if action is None:
-        raise ApiError(
+        raise EngineError(
             "ACTION_NOT_FOUND",
             f"plugin {plugin_id!r} has no action {action_name!r}",
             details={"actions": sorted(plugin_version.manifest.get("actions", {}))},
@@ -59,7 +60,7 @@ def validate_params(action, params):
              "message": e.message}
             for e in errors[:20]
         ]
-        raise ApiError("VALIDATION_ERROR", f"params do not match the action's schema: {details[0]['message']}",
+        raise EngineError("VALIDATION_ERROR", f"params do not match the action's schema: {details[0]['message']}",
                        details=details)
 
 
@@ -82,7 +83,7 @@ def replay(organization, idempotency_key, fingerprint):
         return None
     existing = Execution.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
     if existing is not None and existing.request_fingerprint != fingerprint:
-        raise ApiError(
+        raise EngineError(
             "IDEMPOTENCY_CONFLICT",
             "this Idempotency-Key was used with a different request body",
             execution_id=existing.id,
@@ -110,7 +111,7 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
     missing = missing_host_layers()
     if missing:
         reasons = "; ".join(f"{name} ({host_layers().get(name, (False, 'unknown layer'))[1]})" for name in missing)
-        raise ApiError("SANDBOX_UNAVAILABLE", f"plugins are not run on this host: required sandbox layers are missing: {reasons}",
+        raise EngineError("SANDBOX_UNAVAILABLE", f"plugins are not run on this host: required sandbox layers are missing: {reasons}",
                        details={"missingLayers": missing})
     action = plugin_version.action(action_name)
     fields = dict(
@@ -136,16 +137,20 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
     except breaker.CircuitOpen as refusal:
         return answer_circuit_open(fields, action, refusal)
     if Execution.objects.filter(status=Execution.Status.QUEUED).count() >= settings.QUEUE_LIMIT:
-        raise ApiError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
-                       headers={"Retry-After": "2"})
+        raise EngineError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
+                          retry_after=2)
     lifecycle.reclaim_expired_leases(organization)
     sealed = seal_secrets(secrets)
     with quota_refusals(fields):
         with transaction.atomic():
-            quota = admit(organization)
+            quota = admit(organization, count_in_flight)
             execution = Execution.objects.create(**fields)
             enqueue(execution, sealed)
     return execution, quota
+
+
+def count_in_flight(organization):
+    return Execution.objects.in_flight().filter(organization=organization).count()
 
 
 def answer_without_run(fields, **outcome):
@@ -165,7 +170,7 @@ def answer_circuit_open(fields, action, refusal):
     substitute = recovery.fallback(execution, action)
     recovery.notify_owner(fields["organization"], fields["plugin_version"].plugin.slug, "its circuit breaker is open")
     if substitute is None:
-        raise ApiError("CIRCUIT_OPEN", str(refusal), headers={"Retry-After": str(refusal.retry_after)})
+        raise EngineError("CIRCUIT_OPEN", str(refusal), retry_after=refusal.retry_after)
     kind, result = substitute
     return answer_without_run(
         fields, status=Execution.Status.ERROR, error_type="CIRCUIT_OPEN", error_message=str(refusal),
@@ -182,15 +187,16 @@ def quota_refusals(fields):
         yield
     except QuotaRefused as refusal:
         record_event(
-            ExecutionEvent.Type.QUOTA_EXCEEDED,
+            AuditEvent.Type.QUOTA_EXCEEDED,
             organization=organization,
             actor_id=fields["actor_id"],
             target_id=fields["plugin_version"].plugin.slug,
             metadata={"errorType": refusal.error_type, "quotaUsed": refusal.snapshot.used,
                       "quotaLimit": refusal.snapshot.limit, "actionName": fields["action"]},
         )
-        headers = {"Retry-After": str(refusal.retry_after), **refusal.snapshot.headers()}
-        raise ApiError(refusal.error_type, refusal.message, headers=headers) from None
+        raise EngineError(
+            refusal.error_type, refusal.message, retry_after=refusal.retry_after, quota=refusal.snapshot
+        ) from None
     except IntegrityError:
         if not fields["idempotency_key"]:
             raise

@@ -7,8 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import breaker, cache, lifecycle, recovery
+from .queue.sealed_secrets import SecretsUnreadable, unseal_secrets
 from .runner import run_in_sandbox
-from .transport import SecretsUnreadable, unseal_secrets
 
 logger = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ SECRET_KEY = env_str("SECRET_KEY") or _persistent_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "observability.apps.EngineAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -67,9 +67,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "django_prometheus",
+    # The project's apps, each depending only on those above it.
+    "core",
+    "audit",
     "quotas",
     "plugins",
     "executions",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -159,8 +163,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "executions.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "executions.openapi.EnvelopeAutoSchema",
+    "EXCEPTION_HANDLER": "core.envelope.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.EnvelopeAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -252,8 +256,8 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "ack_failures": True,
     "save_limit": -1,
-    # Waits happen in the broker (executions.broker), woken per task.
-    "broker_class": "executions.broker.WakeableORMBroker",
+    # Waits happen in the broker (executions.queue.broker), woken per task.
+    "broker_class": "executions.queue.broker.WakeableORMBroker",
     "poll": 0,
     "catch_up": False,
     "label": "Task queue",

@@ -8,8 +8,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
-from executions import breaker, cache
-from executor_project.admin_helpers import ReadOnlyAdmin, admin_actor_id, json_block
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block
 from quotas.models import Organization
 
 from . import services
@@ -61,7 +60,7 @@ class PluginAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name", "description"]
     readonly_fields = ["slug", "created_at", "updated_at"]
     inlines = [PluginVersionInline]
-    actions = ["enable", "disable", "invalidate_cache", "reset_breaker"]
+    actions = ["enable", "disable"]
 
     def get_queryset(self, request):
         active = PluginVersion.objects.filter(plugin=OuterRef("pk"), is_active=True)
@@ -115,17 +114,6 @@ class PluginAdmin(admin.ModelAdmin):
     @admin.action(description="Disable selected plugins", permissions=["change"])
     def disable(self, request, queryset):
         self._set_enabled(request, queryset, False)
-
-    @admin.action(description="Invalidate cached results of selected plugins", permissions=["change"])
-    def invalidate_cache(self, request, queryset):
-        removed = sum(cache.invalidate_plugin(plugin.slug, actor_id=admin_actor_id(request)) for plugin in queryset)
-        self.message_user(request, f"Dropped {removed} cached result(s) of {len(queryset)} plugin(s).", messages.SUCCESS)
-
-    @admin.action(description="Reset (close) the circuit breakers of selected plugins", permissions=["change"])
-    def reset_breaker(self, request, queryset):
-        for plugin in queryset:
-            breaker.reset(plugin, actor_id=admin_actor_id(request))
-        self.message_user(request, f"Closed the circuit breakers of {len(queryset)} plugin(s).", messages.SUCCESS)
 
     def _set_enabled(self, request, queryset, enabled):
         for plugin in queryset:

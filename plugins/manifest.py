@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing.exceptions import Unresolvable
 
-from executions.egress import normalize_domain_entry
+from egress import normalize_domain_entry
 
 MANIFEST_NAME = "plugin.json"
 # The API's own ceiling for a run (DESIGN.md §5).

@@ -12,8 +12,8 @@ import marshal
 from django.db import transaction
 from django.utils import timezone
 
-from executions.events import record_event
-from executions.models import ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
 
 from .archive import build_archive, files_from_zip, sha256_hex
 from .manifest import MANIFEST_NAME, ManifestError, validate_plugin
@@ -71,7 +71,7 @@ def install_version(manifest, files, *, owner=None, activate=True, actor_id="", 
         if signed_by:
             metadata["signedBy"] = signed_by
         record_event(
-            ExecutionEvent.Type.PLUGIN_VERSION_UPLOADED,
+            AuditEvent.Type.PLUGIN_VERSION_UPLOADED,
             organization=owner,
             actor_id=actor_id,
             target_id=plugin.slug,
@@ -102,7 +102,7 @@ def activate_version(version, *, actor_id=""):
         _make_active(version)
         if previous != version.version:
             record_event(
-                ExecutionEvent.Type.PLUGIN_STATE_CHANGED,
+                AuditEvent.Type.PLUGIN_STATE_CHANGED,
                 organization=plugin.owner,
                 actor_id=actor_id,
                 target_id=plugin.slug,
@@ -129,7 +129,7 @@ def set_plugin_enabled(plugin, enabled, *, actor_id=""):
         )
         if changed:
             record_event(
-                ExecutionEvent.Type.PLUGIN_STATE_CHANGED,
+                AuditEvent.Type.PLUGIN_STATE_CHANGED,
                 organization=plugin.owner,
                 actor_id=actor_id,
                 target_id=plugin.slug,

@@ -3,8 +3,8 @@ and commands all call these)."""
 
 from django.db import transaction
 
-from executions.events import record_event
-from executions.models import ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
 
 from .enforcement import utc_today
 from .models import DailyUsage
@@ -20,7 +20,7 @@ def reset_daily_usage(organizations, *, actor_id=""):
             used = previous.count if previous else 0
             DailyUsage.objects.filter(organization=organization, day=utc_today()).update(count=0)
             record_event(
-                ExecutionEvent.Type.QUOTA_RESET,
+                AuditEvent.Type.QUOTA_RESET,
                 organization=organization,
                 actor_id=actor_id,
                 target_id=organization.slug,

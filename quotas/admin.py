@@ -2,13 +2,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
-from executions.redaction import MIN_SECRET_LENGTH
-from executor_project.admin_helpers import ReadOnlyAdmin, admin_actor_id
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id
 
 from .actions import reset_daily_usage
 from .enforcement import utc_today
 from .models import ApiKey, DailyUsage, Organization, OrganizationSecret, Tier
-from .secrets import MAX_SECRET_LENGTH, delete_secret, set_secret
+from .secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, delete_secret, set_secret
 
 
 @admin.register(Tier)

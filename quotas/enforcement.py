@@ -66,22 +66,16 @@ def usage_today(organization):
     return QuotaSnapshot(used=row.count if row else 0, limit=organization.daily_limit, reset_at=next_utc_midnight())
 
 
-def in_flight_count(organization):
-    from executions.models import Execution
-
-    return Execution.objects.filter(
-        organization=organization, status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING]
-    ).count()
-
-
-def admit(organization):
+def admit(organization, count_in_flight):
     """Count one more run for `organization` or raise QuotaRefused.
 
-    Call inside `transaction.atomic()`; the caller inserts the queued
+    `count_in_flight(organization)` counts its runs queued or running (the
+    executions app owns them); it is called after the organization's row is
+    locked. Call inside `transaction.atomic()`; the caller inserts the queued
     execution in the same transaction so that it holds the concurrent slot.
     """
     Organization.objects.select_for_update().filter(pk=organization.pk).exists()
-    if in_flight_count(organization) >= organization.concurrent_limit:
+    if count_in_flight(organization) >= organization.concurrent_limit:
         raise QuotaRefused(
             "CONCURRENCY_LIMIT",
             f"{organization.concurrent_limit} execution(s) already queued or running for this organization",

@@ -19,11 +19,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
-from executions.events import record_event
-from executions.models import ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
 
 from .models import OrganizationSecret
 
+# Very short values would redact ordinary words and numbers everywhere.
+MIN_SECRET_LENGTH = 4
 MAX_SECRET_LENGTH = 8192
 
 
@@ -69,7 +71,7 @@ def set_secret(organization, name, value, *, actor_id=""):
 
     The name and value are validated by the caller (the API's serializer,
     the admin's form): a name in UPPER_SNAKE_CASE, a value of at least
-    executions.redaction.MIN_SECRET_LENGTH characters so that it can be
+    MIN_SECRET_LENGTH characters so that it can be
     redacted wherever it would appear.
     """
     ciphertext = fernet().encrypt(value.encode()).decode()
@@ -93,7 +95,7 @@ def delete_secret(organization, name, *, actor_id=""):
 def _record_change(organization, name, change, actor_id):
     # The name and what happened; the value, in any form, never.
     record_event(
-        ExecutionEvent.Type.SECRET_CHANGED,
+        AuditEvent.Type.SECRET_CHANGED,
         organization=organization,
         actor_id=actor_id,
         target_id=name,
@@ -144,7 +146,7 @@ def reencrypt_secrets(*, actor_id=""):
             rotated += 1
         if rotated:
             record_event(
-                ExecutionEvent.Type.SECRET_CHANGED,
+                AuditEvent.Type.SECRET_CHANGED,
                 actor_id=actor_id,
                 target_id="*",
                 metadata={"change": "reencrypted", "count": rotated, "keyId": current},

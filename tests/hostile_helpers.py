@@ -22,9 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from executions.sandbox.client import ForkServerClient, RunRequest, RunResult  # noqa: E402,F401
-from executions.sandbox.confine import ALL_LAYERS  # noqa: E402,F401
-from executions.sandbox.forkserver import SPARES  # noqa: E402
+from sandbox import (  # noqa: E402,F401
+    ALL_LAYERS,  # noqa: E402,F401
+    SPARES,  # noqa: E402
+    ForkServerClient,
+    RunRequest,
+    RunResult,
+)
 
 CONTAINED_ERRORS = {"MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "WORKER_CRASHED", "PLUGIN_ERROR", "TIMEOUT"}
 

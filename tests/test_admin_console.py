@@ -7,7 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from executions.models import ExecutionAttempt, ExecutionEvent
+from audit.models import AuditEvent
+from executions.models import ExecutionAttempt
 from quotas.enforcement import consume_daily, usage_today
 from quotas.models import Organization
 
@@ -38,7 +39,7 @@ def test_reset_todays_quota(admin, org, make_org):
     response = run_action(admin, "reset_daily_quota", org, other)
     assert "Reset today&#x27;s usage of 2 organization(s); 1 had used some." in response.content.decode()
     assert usage_today(org).used == 0
-    assert ExecutionEvent.objects.filter(type="quota_reset", organization=org, actor_id="admin:admin").exists()
+    assert AuditEvent.objects.filter(type="quota_reset", organization=org, actor_id="admin:admin").exists()
 
 
 def test_move_to_tier(admin, org, make_org):

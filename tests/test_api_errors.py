@@ -2,7 +2,8 @@
 
 import pytest
 
-from executions.errors import ERROR_TYPES, error_body
+from core.envelope import HTTP_STATUS, error_body
+from core.errors import ERROR_TYPES, is_retryable
 
 
 def execute(client, body, **kwargs):
@@ -14,18 +15,22 @@ def assert_error(response, status, error_type):
     body = response.json()
     assert body["success"] is False
     assert body["error"]["type"] == error_type
-    assert body["error"]["retryable"] is ERROR_TYPES[error_type][1]
+    assert body["error"]["retryable"] is is_retryable(error_type)
     assert body["error"]["message"]
     return body["error"]
 
 
 def test_error_table_matches_design():
-    assert ERROR_TYPES["VALIDATION_ERROR"] == (400, False)
-    assert ERROR_TYPES["QUOTA_EXCEEDED"] == (429, True)
-    assert ERROR_TYPES["TIMEOUT"] == (504, True)
-    assert ERROR_TYPES["NETWORK_ERROR"] == (502, True)
-    assert ERROR_TYPES["WORKER_CRASHED"] == (500, True)
-    assert ERROR_TYPES["PLUGIN_DISABLED"] == (409, False)
+    def row(error_type):
+        return HTTP_STATUS[error_type], ERROR_TYPES[error_type]
+
+    assert set(HTTP_STATUS) == set(ERROR_TYPES), "every error type has an HTTP status"
+    assert row("VALIDATION_ERROR") == (400, False)
+    assert row("QUOTA_EXCEEDED") == (429, True)
+    assert row("TIMEOUT") == (504, True)
+    assert row("NETWORK_ERROR") == (502, True)
+    assert row("WORKER_CRASHED") == (500, True)
+    assert row("PLUGIN_DISABLED") == (409, False)
     assert error_body("TIMEOUT", "slow", execution_id="x") == {
         "success": False,
         "executionId": "x",

@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from executions import cache
-from executions.models import CachedResult, CircuitBreaker, Execution, ExecutionAttempt, ExecutionEvent
+from audit.models import AuditEvent
+from executions.models import CachedResult, CircuitBreaker, Execution, ExecutionAttempt
 
 from .conftest import install_source
 
@@ -129,7 +130,7 @@ def test_invalidate_and_clear_from_api_and_commands(live, api, org, make_client)
     assert run(api, "echo", "echo", {"a": 1}).json()["cacheHit"] is False
     assert operator.post("/cache/clear").json()["entriesRemoved"] == 1
     assert run(api, "echo", "echo", {"a": 1}).json()["cacheHit"] is False
-    types = list(ExecutionEvent.objects.filter(type__in=["cache_invalidated", "cache_cleared"]).values_list("type", flat=True))
+    types = list(AuditEvent.objects.filter(type__in=["cache_invalidated", "cache_cleared"]).values_list("type", flat=True))
     assert types.count("cache_invalidated") == 2 and types.count("cache_cleared") == 2
 
 
@@ -151,7 +152,7 @@ def test_breaker_opens_after_five_failures_and_closes_after_probes(live, api, se
     for _ in range(3):
         assert run(api, "flaky", "maybe", {"fail": False}).status_code == 200
     assert CircuitBreaker.objects.get(plugin__slug="flaky").state == "closed"
-    changes = ExecutionEvent.objects.filter(type="circuit_breaker_state_changed", target_id="flaky")
+    changes = AuditEvent.objects.filter(type="circuit_breaker_state_changed", target_id="flaky")
     assert [e.metadata["to"] for e in changes.order_by("timestamp")] == ["open", "half_open", "closed"]
 
 
@@ -208,7 +209,7 @@ def test_open_breaker_falls_back_to_a_stale_cached_result(live, api, org):
     body = response.json()
     assert body["stale"] is True and body["fallback"] == "stale_cache" and body["result"] == fresh.json()["result"]
     assert body["error"]["type"] == "CIRCUIT_OPEN"
-    assert ExecutionEvent.objects.filter(type="owner_notified", organization=org, target_id="echo").exists()
+    assert AuditEvent.objects.filter(type="owner_notified", organization=org, target_id="echo").exists()
 
 
 def fresh_plugin():
@@ -227,7 +228,7 @@ def test_failed_run_falls_back_to_the_action_default(live, api, org):
     assert body["error"]["type"] == "WORKER_CRASHED"
     execution = Execution.objects.get(pk=body["executionId"])
     assert execution.status == "error" and execution.fallback == "default"
-    assert ExecutionEvent.objects.filter(type="owner_notified", organization=org, target_id="flaky").exists()
+    assert AuditEvent.objects.filter(type="owner_notified", organization=org, target_id="flaky").exists()
 
 
 @pytest.mark.slow
@@ -254,7 +255,7 @@ def test_admin_actions_invalidate_the_cache_and_reset_the_breaker(org, admin_cli
     changelist = "/admin/plugins/plugin/"
     response = admin_client.post(changelist, {"action": "invalidate_cache", "_selected_action": [version.plugin.pk]})
     assert response.status_code == 302 and not CachedResult.objects.exists()
-    assert ExecutionEvent.objects.filter(type="cache_invalidated", target_id="echo", actor_id="admin:admin").exists()
+    assert AuditEvent.objects.filter(type="cache_invalidated", target_id="echo", actor_id="admin:admin").exists()
     response = admin_client.post("/admin/executions/circuitbreaker/",
                                  {"action": "reset", "_selected_action": [version.plugin.breaker.pk]})
     assert response.status_code == 302

@@ -13,7 +13,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 from django.utils import timezone
 
-from executions import dashboard
+from observability import dashboard
 
 from .chromium import png_size, requires_chromium, screenshot
 from .conftest import install_source

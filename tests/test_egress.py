@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from executions.egress import (  # noqa: E402
+from egress import (  # noqa: E402
     EgressDenied,
     EgressFailed,
     EgressPolicy,
@@ -1158,7 +1158,7 @@ def test_https_to_plain_http_server_fails(server):
 def test_module_has_no_django_dependency():
     code = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('egress_isolated', {str(ROOT / 'executions' / 'egress.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('egress_isolated', {str(ROOT / 'egress' / '__init__.py')!r})\n"
         "mod = importlib.util.module_from_spec(spec)\n"
         "sys.modules['egress_isolated'] = mod\n"
         "spec.loader.exec_module(mod)\n"

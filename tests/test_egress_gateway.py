@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from executions.egress_gateway import EgressGateway, bounded_domains
-from executions.models import Execution, ExecutionEvent
+from audit.models import AuditEvent
+from executions.models import Execution
 
 from .conftest import install_source
 
@@ -81,7 +82,7 @@ def test_gateway_fetches_rate_limits_and_logs_every_request(org, local_server, s
     assert [r["ok"] for r in replies] == [True, True, True, False]
     assert replies[0]["status"] == 200
     assert replies[3]["kind"] == "denied" and "rate limit" in replies[3]["message"]
-    events = list(ExecutionEvent.objects.filter(type="egress_request").order_by("timestamp"))
+    events = list(AuditEvent.objects.filter(type="egress_request").order_by("timestamp"))
     assert len(events) == 4
     assert events[0].metadata["method"] == "GET" and events[0].metadata["host"] == "localhost"
     assert events[0].metadata["status"] == 200 and events[0].metadata["bytes"] > 0
@@ -106,7 +107,7 @@ def test_gateway_refuses_what_policy_forbids(org, url, reason):
     reply = EgressGateway(execution, {})({"op": "http", "method": "GET", "url": url})
     assert reply["ok"] is False and reply["kind"] == "denied", reply
     assert reason in reply["message"].lower(), reply["message"]
-    assert ExecutionEvent.objects.get(type="egress_request").metadata["allowed"] is False
+    assert AuditEvent.objects.get(type="egress_request").metadata["allowed"] is False
 
 
 @pytest.mark.slow
@@ -117,7 +118,7 @@ def test_plugin_egress_to_metadata_address_is_a_sandbox_violation(live, api):
     assert response.status_code == 500
     error = response.json()["error"]
     assert error["type"] == "SANDBOX_VIOLATION" and error["retryable"] is False
-    assert ExecutionEvent.objects.filter(type="egress_request", metadata__allowed=False).exists()
+    assert AuditEvent.objects.filter(type="egress_request", metadata__allowed=False).exists()
 
 
 @pytest.mark.slow

@@ -8,13 +8,13 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from executions.events import record_event
-from executions.models import ExecutionEvent
+from audit.events import record_event
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
-EXECUTED = ExecutionEvent.Type.PLUGIN_ACTION_EXECUTED
-QUOTA = ExecutionEvent.Type.QUOTA_EXCEEDED
+EXECUTED = AuditEvent.Type.PLUGIN_ACTION_EXECUTED
+QUOTA = AuditEvent.Type.QUOTA_EXCEEDED
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def log(org, make_org):
     for hours_ago, (organization, event_type, actor, target) in zip(range(len(specs), 0, -1), specs):
         event = record_event(event_type, organization=organization, actor_id=actor, target_id=target,
                              metadata={"n": len(events)})
-        ExecutionEvent.objects.filter(pk=event.pk).update(timestamp=now - dt.timedelta(hours=hours_ago))
+        AuditEvent.objects.filter(pk=event.pk).update(timestamp=now - dt.timedelta(hours=hours_ago))
         events.append(event)
     return events
 
@@ -80,8 +80,8 @@ def test_filters_by_type_target_actor_and_time(api, log):
     ]
     # log[1] is 4 h old, log[2] 3 h: since is inclusive, until exclusive.
     since, until = log[1], log[2]
-    since_at = ExecutionEvent.objects.get(pk=since.pk).timestamp
-    until_at = ExecutionEvent.objects.get(pk=until.pk).timestamp
+    since_at = AuditEvent.objects.get(pk=since.pk).timestamp
+    until_at = AuditEvent.objects.get(pk=until.pk).timestamp
     assert ids(api.get("/events", {"since": since_at.isoformat(), "until": until_at.isoformat()})) == [log[1].pk]
     assert ids(api.get("/events", {"since": until_at.isoformat()})) == [log[4].pk, log[2].pk]
 

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from executions.models import Execution, ExecutionEvent
+from audit.models import AuditEvent
+from executions.models import Execution
 
 from .conftest import install_source
 
@@ -45,7 +46,7 @@ def test_sync_success_returns_result_quota_and_records_event(live, api, examples
     assert body["quota"] == {"used": 1, "remaining": 9999, "limit": 10000}
     execution = Execution.objects.get(pk=body["executionId"])
     assert execution.status == "success" and execution.finished_at is not None
-    event = ExecutionEvent.objects.get(type="plugin_action_executed", metadata__executionId=body["executionId"])
+    event = AuditEvent.objects.get(type="plugin_action_executed", metadata__executionId=body["executionId"])
     assert event.metadata["status"] == "success" and event.target_id == "text-tools"
 
 
@@ -88,7 +89,7 @@ def test_plugin_killing_itself_is_worker_crashed_and_cluster_keeps_serving(live,
     assert "SIGKILL" in body["error"]["message"]
     execution = Execution.objects.get(pk=body["executionId"])
     assert execution.status == "error" and execution.error_type == "WORKER_CRASHED"
-    assert ExecutionEvent.objects.filter(metadata__executionId=body["executionId"]).exists()
+    assert AuditEvent.objects.filter(metadata__executionId=body["executionId"]).exists()
     for _ in range(3):
         again = execute(api, pluginId="stats", actionName="describe", params={"values": [5]})
         assert again.status_code == 200

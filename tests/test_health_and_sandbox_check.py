@@ -4,8 +4,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from executions.sandbox.client import ForkServerClient, RunRequest, SandboxUnavailable
-from executions.sandbox.confine import ALL_LAYERS
+from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable
 
 
 @pytest.mark.slow

@@ -119,6 +119,7 @@ def exported_names():
     """Every sample name the metrics declared in this process can export."""
     # Ours are declared on import, django-prometheus's request metrics with its middleware.
     import executions.metrics  # noqa: F401
+    import observability.prometheus  # noqa: F401
 
     Metrics.get_instance()
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}

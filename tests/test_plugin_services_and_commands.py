@@ -11,11 +11,17 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from executions.models import Execution, ExecutionEvent
+from audit.models import AuditEvent
+from executions.models import Execution
 from plugins.archive import files_from_zip, sha256_hex
 from plugins.manifest import ManifestError
 from plugins.models import Plugin, PluginVersion
-from plugins.services import activate_version, install_version, plugin_files, set_plugin_enabled
+from plugins.services import (
+    activate_version,
+    install_version,
+    plugin_files,
+    set_plugin_enabled,
+)
 from quotas.authentication import authenticate_key
 from quotas.enforcement import utc_today
 from quotas.models import ApiKey, DailyUsage, Organization, Tier
@@ -71,7 +77,7 @@ def test_install_version_stores_archive_manifest_and_event():
     # The stored manifest has its defaults, and the archive's plugin.json is that manifest.
     assert version.manifest["actions"]["echo"]["cacheable"] is False
     assert json.loads(stored_files["plugin.json"]) == version.manifest
-    event = ExecutionEvent.objects.get(type="plugin_version_uploaded")
+    event = AuditEvent.objects.get(type="plugin_version_uploaded")
     assert (event.actor_id, event.target_id, event.organization) == ("person_1", "echo", None)
     assert event.metadata == {"version": "1.0.0", "sha256": version.sha256, "activated": True}
 
@@ -84,7 +90,7 @@ def test_invalid_plugin_is_not_stored():
         install_version(broken, {"plugin.json": "{}", "plugin.py": SOURCE})
     assert caught.value.errors[0]["field"] == "actions.echo.handler"
     assert not Plugin.objects.exists()
-    assert not ExecutionEvent.objects.exists()
+    assert not AuditEvent.objects.exists()
 
 
 @pytest.mark.django_db
@@ -108,7 +114,7 @@ def test_activation_swaps_the_active_version():
     assert active_versions("echo") == ["1.0.0"]
     activate_version(first)
     assert active_versions("echo") == ["1.0.0"]
-    uploaded = ExecutionEvent.objects.filter(type="plugin_version_uploaded").order_by("timestamp", "pk")
+    uploaded = AuditEvent.objects.filter(type="plugin_version_uploaded").order_by("timestamp", "pk")
     assert [event.metadata["activated"] for event in uploaded] == [True, True, False]
 
 
@@ -124,7 +130,7 @@ def test_owners_cannot_overwrite_each_others_plugins(make_org):
             install(name, version="2.0.0", owner=owner)
         assert caught.value.errors[0]["field"] == "name"
     assert PluginVersion.objects.filter(version="2.0.0").count() == 0
-    assert ExecutionEvent.objects.filter(organization=acme).count() == 2
+    assert AuditEvent.objects.filter(organization=acme).count() == 2
 
 
 @pytest.mark.django_db
@@ -194,7 +200,7 @@ def test_install_plugin_with_an_owner(org):
     install_folder = EXAMPLES / EXAMPLE_NAMES[0]
     run("install_plugin", str(install_folder), "--owner", org.slug)
     assert Plugin.objects.get().owner == org
-    assert ExecutionEvent.objects.get().organization == org
+    assert AuditEvent.objects.get().organization == org
     with pytest.raises(CommandError, match="no organization 'nobody'"):
         run("install_plugin", str(install_folder), "--owner", "nobody")
 
@@ -349,7 +355,7 @@ def admin_data(examples, org):
         result={"answer": 42},
         logs=["started", "done"],
     )
-    event = ExecutionEvent.objects.create(
+    event = AuditEvent.objects.create(
         type="plugin_action_executed", organization=org, target_id="x", metadata={"k": 1}
     )
     return {
@@ -360,13 +366,13 @@ def admin_data(examples, org):
         "plugins.plugin": version.plugin,
         "plugins.pluginversion": version,
         "executions.execution": execution,
-        "executions.executionevent": event,
+        "audit.auditevent": event,
     }
 
 
 MODELS = [
     "quotas.tier", "quotas.organization", "quotas.apikey", "quotas.dailyusage",
-    "plugins.plugin", "plugins.pluginversion", "executions.execution", "executions.executionevent",
+    "plugins.plugin", "plugins.pluginversion", "executions.execution", "audit.auditevent",
 ]
 
 
@@ -407,7 +413,7 @@ def test_admin_finds_an_execution_by_id(admin_client, admin_data):
 
 @pytest.mark.django_db
 def test_read_only_models_cannot_be_added_or_edited(admin_client, admin_data):
-    for model in ("executions.execution", "executions.executionevent", "quotas.dailyusage", "plugins.pluginversion"):
+    for model in ("executions.execution", "audit.auditevent", "quotas.dailyusage", "plugins.pluginversion"):
         app_label, model_name = model.split(".")
         assert admin_client.get(reverse(f"admin:{app_label}_{model_name}_add")).status_code == 403
         url = reverse(f"admin:{app_label}_{model_name}_change", args=[admin_data[model].pk])

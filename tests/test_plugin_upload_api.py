@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from executions.models import ExecutionEvent
+from audit.models import AuditEvent
 from plugins.archive import MAX_ARCHIVE_BYTES, files_from_zip, sha256_hex
 from plugins.models import Plugin, PluginVersion
 from plugins.signing import files_digest, key_fingerprint
@@ -70,7 +70,7 @@ def assert_validation_error(response, field, *words):
 def assert_nothing_stored():
     assert not Plugin.objects.exists()
     assert not PluginVersion.objects.exists()
-    assert not ExecutionEvent.objects.exists()
+    assert not AuditEvent.objects.exists()
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_an_organization_uploads_a_private_plugin(api, org):
     assert detail["actions"] == [{"name": "echo", "description": "Echo the params", "cacheable": False}]
     assert detail["versions"] == [{key: body[key] for key in detail["versions"][0]}]
 
-    event = ExecutionEvent.objects.get(type="plugin_version_uploaded")
+    event = AuditEvent.objects.get(type="plugin_version_uploaded")
     assert event.organization == org and event.actor_id.startswith("acme:") and event.target_id == "echo"
 
 
@@ -261,7 +261,7 @@ def test_a_new_version_becomes_active_and_activating_the_old_one_rolls_back(api,
     assert body["activeVersion"] == "1.0.0"
     versions = [(version["version"], version["active"]) for version in body["versions"]]
     assert versions == [("1.2.0", False), ("1.1.0", False), ("1.0.0", True)]
-    event = ExecutionEvent.objects.get(type="plugin_state_changed")
+    event = AuditEvent.objects.get(type="plugin_state_changed")
     assert event.organization == org and event.target_id == "echo"
     assert event.metadata == {"change": "activated", "version": "1.0.0", "previousVersion": "1.1.0"}
 
@@ -292,7 +292,7 @@ def test_disable_and_enable(api, org):
     assert refused.status_code == 409 and refused.json()["error"]["type"] == "PLUGIN_DISABLED"
     assert api.post("/plugins/echo/disable").json()["enabled"] is False
     assert api.post("/plugins/echo/enable").json()["enabled"] is True
-    changes = ExecutionEvent.objects.filter(type="plugin_state_changed").order_by("timestamp", "pk")
+    changes = AuditEvent.objects.filter(type="plugin_state_changed").order_by("timestamp", "pk")
     # Disabling twice is one change.
     assert [event.metadata["change"] for event in changes] == ["disabled", "enabled"]
 
@@ -354,7 +354,7 @@ def test_admin_upload_form_stores_a_version(admin_client, org):
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:plugins_plugin_change", args=[version.plugin.pk])
     assert version.plugin.owner == org and version.is_active
-    assert ExecutionEvent.objects.get(type="plugin_version_uploaded").actor_id == "admin:admin"
+    assert AuditEvent.objects.get(type="plugin_version_uploaded").actor_id == "admin:admin"
 
     # A single module with its manifest, as a new version of the same plugin.
     module = SimpleUploadedFile("echo.py", SOURCE.encode())
@@ -386,7 +386,7 @@ def test_admin_activation_and_enabling_are_audited(admin_client):
     versions, plugins = reverse("admin:plugins_pluginversion_changelist"), reverse("admin:plugins_plugin_changelist")
     admin_client.post(versions, {"action": "activate", "_selected_action": [old.pk]})
     admin_client.post(plugins, {"action": "disable", "_selected_action": [old.plugin.pk]})
-    changes = ExecutionEvent.objects.filter(type="plugin_state_changed").order_by("timestamp", "pk")
+    changes = AuditEvent.objects.filter(type="plugin_state_changed").order_by("timestamp", "pk")
     assert [(event.metadata["change"], event.actor_id) for event in changes] == [
         ("activated", "admin:admin"),
         ("disabled", "admin:admin"),
@@ -423,7 +423,7 @@ def test_a_signed_upload_records_the_publisher_key(api, publisher):
     assert response.json()["signed"] is True and response.json()["signedBy"] == fingerprint
     version = PluginVersion.objects.get()
     assert version.signed_by == fingerprint and version.files_digest == files_digest(files_from_zip(archive))
-    assert ExecutionEvent.objects.get().metadata["signedBy"] == fingerprint
+    assert AuditEvent.objects.get().metadata["signedBy"] == fingerprint
     assert api.get("/plugins/echo").json()["versions"][0]["signedBy"] == fingerprint
 
 

@@ -11,8 +11,13 @@ from django.core.management import call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
-from executions.models import Execution, ExecutionEvent
-from quotas.enforcement import next_utc_midnight, seconds_to_next_utc_midnight, usage_today
+from audit.models import AuditEvent
+from executions.models import Execution
+from quotas.enforcement import (
+    next_utc_midnight,
+    seconds_to_next_utc_midnight,
+    usage_today,
+)
 from quotas.models import DailyUsage, Tier
 
 from .conftest import install_source, wait_for
@@ -90,7 +95,7 @@ def test_daily_limit_admits_exactly_n_of_simultaneous_requests(live, make_org, m
     assert all(r["X-RateLimit-Remaining"] == "0" for r in refused)
     assert DailyUsage.objects.get(organization=org).count == 100
     assert Execution.objects.filter(organization=org).count() == 100
-    assert ExecutionEvent.objects.filter(type="quota_exceeded", organization=org).count() == 50
+    assert AuditEvent.objects.filter(type="quota_exceeded", organization=org).count() == 50
 
 
 @pytest.mark.slow
@@ -188,7 +193,7 @@ def test_reset_quotas_command_resets_and_records_an_event(org, capsys):
     consume_daily(org)
     call_command("reset_quotas", "--org", org.slug)
     assert usage_today(org).used == 0
-    assert ExecutionEvent.objects.filter(type="quota_reset", target_id=org.slug, metadata__usedBefore=2).exists()
+    assert AuditEvent.objects.filter(type="quota_reset", target_id=org.slug, metadata__usedBefore=2).exists()
     assert '"hadUsage": 1' in capsys.readouterr().out.strip().splitlines()[-1]
 
 

@@ -18,10 +18,17 @@ from django.db import connection
 from django.urls import reverse
 
 from executions.egress_gateway import EgressGateway
-from executions.models import CachedResult, Execution, ExecutionEvent
+from audit.models import AuditEvent
+from executions.models import CachedResult, Execution
 from executions.redaction import REDACTED, Redactor
 from quotas.models import OrganizationSecret
-from quotas.secrets import SecretUnreadable, key_id, reencrypt_secrets, set_secret, stored_secrets
+from quotas.secrets import (
+    SecretUnreadable,
+    key_id,
+    reencrypt_secrets,
+    set_secret,
+    stored_secrets,
+)
 
 from .conftest import install_source
 
@@ -59,7 +66,7 @@ def test_a_stored_secret_is_encrypted_at_rest(org):
     assert stored_secrets(org, {"API_TOKEN", "OTHER"}) == {"API_TOKEN": value}
     assert stored_secrets(org, set()) == {}
 
-    event = ExecutionEvent.objects.get(type="secret_changed")
+    event = AuditEvent.objects.get(type="secret_changed")
     assert (event.organization, event.actor_id, event.target_id) == (org, "person_1", "API_TOKEN")
     assert event.metadata == {"name": "API_TOKEN", "change": "created"}
 
@@ -78,7 +85,7 @@ def test_keys_rotate(org, settings):
     call_command("rotate_secrets", stdout=out)
     assert json.loads(out.getvalue().splitlines()[-1]) == {"reencrypted": 1, "unreadable": []}
     assert OrganizationSecret.objects.get().key_id == key_id(new.encode())
-    assert ExecutionEvent.objects.filter(type="secret_changed", metadata__change="reencrypted").count() == 1
+    assert AuditEvent.objects.filter(type="secret_changed", metadata__change="reencrypted").count() == 1
     assert reencrypt_secrets() == (0, [])
 
     # The old key can go now.
@@ -93,7 +100,10 @@ def test_keys_rotate(org, settings):
 
 
 def test_without_a_configured_key_one_is_derived_and_check_deploy_warns(org, settings):
-    from quotas.checks import check_secrets_encryption_key_is_set, check_secrets_encryption_keys
+    from quotas.checks import (
+        check_secrets_encryption_key_is_set,
+        check_secrets_encryption_keys,
+    )
 
     settings.SECRETS_ENCRYPTION_KEYS = []
     set_secret(org, "API_TOKEN", "value-1")
@@ -128,7 +138,7 @@ def test_secrets_are_written_listed_by_name_and_deleted_but_never_read(api, org,
 
     assert api.delete("/secrets/API_TOKEN").status_code == 204
     assert api.delete("/secrets/API_TOKEN").json()["error"]["type"] == "NOT_FOUND"
-    changes = ExecutionEvent.objects.filter(type="secret_changed").order_by("timestamp", "pk")
+    changes = AuditEvent.objects.filter(type="secret_changed").order_by("timestamp", "pk")
     assert [event.metadata["change"] for event in changes] == ["created", "updated", "deleted"]
     assert not any(contains(json.dumps(event.metadata), value) for event in changes)
 
@@ -163,7 +173,7 @@ def test_the_admin_writes_secrets_but_never_shows_them(admin_client, org):
     assert response.status_code == 302
     record = OrganizationSecret.objects.get()
     assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value}
-    assert ExecutionEvent.objects.get(type="secret_changed").actor_id == "admin:admin"
+    assert AuditEvent.objects.get(type="secret_changed").actor_id == "admin:admin"
 
     change_url = reverse("admin:quotas_organizationsecret_change", args=[record.pk])
     for url in (reverse("admin:quotas_organizationsecret_changelist"), change_url):
@@ -185,7 +195,7 @@ def test_the_admin_writes_secrets_but_never_shows_them(admin_client, org):
 
     admin_client.post(reverse("admin:quotas_organizationsecret_delete", args=[record.pk]), {"post": "yes"})
     assert not OrganizationSecret.objects.exists()
-    changes = ExecutionEvent.objects.filter(type="secret_changed").order_by("timestamp", "pk")
+    changes = AuditEvent.objects.filter(type="secret_changed").order_by("timestamp", "pk")
     assert [event.metadata["change"] for event in changes] == ["created", "updated", "deleted"]
 
 
@@ -212,7 +222,7 @@ def test_egress_events_never_carry_a_secret(org):
     gateway = EgressGateway(execution, {"API_TOKEN": value})
     answer = gateway({"method": f"GET{value}", "url": f"https://{value}.example.com/?key={value}"})
     assert answer["ok"] is False
-    event = ExecutionEvent.objects.get(type="egress_request")
+    event = AuditEvent.objects.get(type="egress_request")
     assert not contains(json.dumps(event.metadata), value)
     assert REDACTED in event.metadata["host"] and REDACTED in event.metadata["method"]
 
@@ -294,7 +304,7 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
 
     called = execute("callOut")
     assert called.status_code == 200 and called.json()["result"]["refused"]
-    assert ExecutionEvent.objects.filter(type="egress_request").count() == 1
+    assert AuditEvent.objects.filter(type="egress_request").count() == 1
 
     # Results are cached as they were stored: redacted.
     first, again = execute("leakMuch"), execute("leakMuch")
@@ -310,15 +320,15 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
 
     pages = [
         reverse("admin:executions_execution_changelist"),
-        reverse("admin:executions_executionevent_changelist"),
+        reverse("admin:audit_auditevent_changelist"),
         reverse("admin:quotas_organizationsecret_changelist"),
     ]
     pages += [
         reverse("admin:executions_execution_change", args=[pk]) for pk in Execution.objects.values_list("pk", flat=True)
     ]
     pages += [
-        reverse("admin:executions_executionevent_change", args=[pk])
-        for pk in ExecutionEvent.objects.values_list("pk", flat=True)
+        reverse("admin:audit_auditevent_change", args=[pk])
+        for pk in AuditEvent.objects.values_list("pk", flat=True)
     ]
     pages += [
         reverse("admin:quotas_organizationsecret_change", args=[pk])

@@ -4,11 +4,12 @@ import datetime as dt
 from types import SimpleNamespace
 
 import pytest
-from django.utils import timezone
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from executions import breaker, cache, stats
+from executions import breaker, cache
+from observability import stats
 
 from .records import make_execution
 

@@ -4,8 +4,7 @@ import tempfile
 from django.core.management.base import BaseCommand
 
 from executions.runner import required_layers
-from executions.sandbox.client import ForkServerClient, RunRequest, SandboxUnavailable
-from executions.sandbox.confine import ALL_LAYERS
+from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable
 
 PROBE = "def probe(params, ctx):\n    return {'echo': params['value']}\n"
 

@@ -1,0 +1,39 @@
+from rest_framework import serializers
+
+from ..models import AuditEvent
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actorId = serializers.CharField(source="actor_id")
+    targetId = serializers.CharField(source="target_id")
+    organizationId = serializers.SlugRelatedField(source="organization", slug_field="slug", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "type", "organizationId", "actorId", "targetId", "timestamp", "metadata"]
+
+
+class EventQuerySerializer(serializers.Serializer):
+    """The filters of GET /events, all optional."""
+
+    type = serializers.MultipleChoiceField(
+        choices=AuditEvent.Type.choices, required=False, help_text="one or more types, comma-separated"
+    )
+    targetId = serializers.CharField(required=False, help_text="a plugin id for plugin events")
+    actorId = serializers.CharField(required=False)
+    organizationId = serializers.CharField(required=False, help_text="operators only; others read their own")
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive")
+    until = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive")
+
+    def to_internal_value(self, data):
+        values = {key: data[key] for key in data}
+        if "type" in data:
+            # ?type=a,b and ?type=a&type=b both mean either type.
+            raw = data.getlist("type") if hasattr(data, "getlist") else [data["type"]]
+            values["type"] = [part.strip() for item in raw for part in item.split(",") if part.strip()]
+        return super().to_internal_value(values)
+
+    def validate(self, attrs):
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": "must be after since"})
+        return attrs

@@ -1,0 +1,48 @@
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+
+from core.openapi import error_responses
+from core.permissions import api_key_or_session
+
+from ..events import visible_events
+from . import openapi
+from .serializers import EventQuerySerializer, EventSerializer
+
+
+class EventPagination(CursorPagination):
+    # A cursor stays right while new events arrive, unlike page numbers.
+    ordering = "-timestamp"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
+class EventListView(ListAPIView):
+    authentication_classes = api_key_or_session()
+    serializer_class = EventSerializer
+    pagination_class = EventPagination
+
+    @extend_schema(
+        summary="The audit log",
+        description="An organization reads its own events; operators read all. Newest first, paginated by cursor.",
+        parameters=[EventQuerySerializer],
+        examples=[OpenApiExample("Event", value=openapi.EVENT_EXAMPLE, response_only=True)],
+        responses={200: EventSerializer(many=True), **error_responses("VALIDATION_ERROR", "PERMISSION_DENIED")},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        query = EventQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        return visible_events(
+            self.request.user,
+            organization_slug=filters.get("organizationId"),
+            types=filters.get("type"),
+            target_id=filters.get("targetId"),
+            actor_id=filters.get("actorId"),
+            since=filters.get("since"),
+            until=filters.get("until"),
+        )

@@ -1,0 +1,130 @@
+"""The OpenAPI description of the execution endpoints, next to their views."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
+from rest_framework import serializers
+
+from core.openapi import EXECUTION_ID, RUN_ERROR_TYPES, error_responses
+
+from .serializers import ExecuteRequestSerializer
+
+
+class ExecuteRequestDocSerializer(ExecuteRequestSerializer):
+    """POST /execute's body as clients send it: `async` is a Python keyword,
+    so the real serializer holds it as `run_async`."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["async"] = fields.pop("run_async")
+        return fields
+
+
+class QuotaSerializer(serializers.Serializer):
+    used = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True, help_text="null for an unlimited tier")
+    limit = serializers.IntegerField(allow_null=True)
+
+
+class ExecutionResultSerializer(serializers.Serializer):
+    executionId = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["queued", "running", "success"])
+    success = serializers.BooleanField(required=False)
+    result = serializers.JSONField(required=False, help_text="Whatever the action returned.")
+    executionTime = serializers.IntegerField(required=False, allow_null=True, help_text="ms")
+    memoryUsed = serializers.IntegerField(required=False, allow_null=True, help_text="peak bytes")
+    cacheHit = serializers.BooleanField(required=False)
+    retryCount = serializers.IntegerField(required=False)
+    logs = serializers.ListField(child=serializers.CharField(), required=False)
+    logsTruncated = serializers.BooleanField(required=False)
+    quota = QuotaSerializer()
+
+
+class ExecutionQueuedSerializer(serializers.Serializer):
+    executionId = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["queued"])
+    quota = QuotaSerializer()
+
+
+QUOTA_EXAMPLE = {"used": 1, "remaining": 9999, "limit": 10000}
+EXECUTE_EXAMPLES = [
+    OpenApiExample(
+        "Synchronous run",
+        request_only=True,
+        value={"pluginId": "text-tools", "actionName": "wordCount", "params": {"text": "The quick brown fox"},
+               "timeout": 30000, "actorId": "person_123"},
+    ),
+    OpenApiExample(
+        "Asynchronous run with a secret",
+        request_only=True,
+        value={"pluginId": "weather", "actionName": "getForecast", "params": {"city": "Oslo"},
+               "secrets": {"API_KEY": "…"}, "async": True},
+    ),
+    OpenApiExample(
+        "Success",
+        response_only=True,
+        status_codes=["200"],
+        value={"executionId": EXECUTION_ID, "status": "success", "success": True,
+               "result": {"words": 4, "uniqueWords": 4}, "executionTime": 24, "memoryUsed": 15519744,
+               "cacheHit": False, "retryCount": 0, "logs": [], "logsTruncated": False, "quota": QUOTA_EXAMPLE},
+    ),
+    OpenApiExample(
+        "Queued",
+        response_only=True,
+        status_codes=["202"],
+        value={"executionId": EXECUTION_ID, "status": "queued", "quota": QUOTA_EXAMPLE},
+    ),
+]
+EXECUTE_ERROR_TYPES = [
+    "VALIDATION_ERROR", "PERMISSION_DENIED", "PLUGIN_NOT_FOUND", "ACTION_NOT_FOUND", "PLUGIN_DISABLED",
+    "IDEMPOTENCY_CONFLICT",
+    "QUOTA_EXCEEDED", "CONCURRENCY_LIMIT", "QUEUE_FULL", "CIRCUIT_OPEN", "SANDBOX_UNAVAILABLE", "TIMEOUT",
+    "NETWORK_ERROR", "WORKER_CRASHED", "PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED", "SANDBOX_VIOLATION",
+]
+
+EXECUTE_SCHEMA = dict(
+    summary="Run a plugin action",
+    description="Synchronous by default (200 with the result); `\"async\": true` answers 202 with a Location "
+    "to poll. Errors use the envelope, with the execution's id once one was created.",
+    request=ExecuteRequestDocSerializer,
+    responses={
+        200: ExecutionResultSerializer,
+        202: ExecutionQueuedSerializer,
+        **error_responses(*EXECUTE_ERROR_TYPES),
+    },
+    examples=EXECUTE_EXAMPLES,
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER,
+            description="Up to 200 characters: a retried request with the same key and body returns the first "
+            "request's execution instead of running again; another body with it is IDEMPOTENCY_CONFLICT.",
+        )
+    ],
+)
+EXECUTION_DETAIL_SCHEMA = dict(
+    summary="One execution of the caller's organization",
+    description="The same shape as POST /execute's answer once finished; `{executionId, status, quota}` before.",
+    responses={
+        200: ExecutionResultSerializer,
+        **error_responses("EXECUTION_NOT_FOUND", *sorted(RUN_ERROR_TYPES)),
+    },
+    examples=[example for example in EXECUTE_EXAMPLES if example.response_only and "200" in example.status_codes],
+)
+
+CACHE_CLEAR_SCHEMA = dict(
+    summary="Clear the whole result cache (operators)",
+    request=None,
+    responses={200: inline_serializer("CacheCleared", {"cleared": serializers.BooleanField(),
+                                                       "entriesRemoved": serializers.IntegerField()})},
+    examples=[OpenApiExample("Cleared", value={"cleared": True, "entriesRemoved": 42}, response_only=True)],
+)
+CACHE_INVALIDATE_SCHEMA = dict(
+    summary="Drop one plugin's cached results (operators)",
+    request=None,
+    responses={
+        200: inline_serializer("CacheInvalidated", {"pluginId": serializers.CharField(),
+                                                    "invalidated": serializers.BooleanField(),
+                                                    "entriesRemoved": serializers.IntegerField()}),
+        **error_responses("PLUGIN_NOT_FOUND"),
+    },
+    examples=[OpenApiExample("Invalidated", value={"pluginId": "weather", "invalidated": True, "entriesRemoved": 3},
+                             response_only=True)],
+)

@@ -1,0 +1,49 @@
+"""How an execution looks to API clients (DESIGN.md §5)."""
+
+from rest_framework.response import Response
+
+from core.envelope import error_body, error_status
+from quotas.enforcement import usage_today
+
+from ..models import Execution
+
+
+def execution_response(execution, quota=None):
+    """The sync/GET shape: 200 with the result, or the error envelope with its status."""
+    quota = quota or usage_today(execution.organization)
+    headers = quota.headers()
+    if execution.status == Execution.Status.SUCCESS or execution.fallback:
+        body = {
+            "executionId": str(execution.id),
+            "status": Execution.Status.SUCCESS if execution.fallback else execution.status,
+            "success": True,
+            "result": execution.result,
+            "executionTime": execution.execution_time_ms,
+            "memoryUsed": execution.peak_memory_bytes,
+            "cacheHit": execution.cache_hit,
+            "retryCount": execution.retry_count,
+            "logs": execution.logs,
+            "logsTruncated": execution.logs_truncated,
+            "quota": quota.as_dict(),
+        }
+        if execution.fallback:
+            # The run failed; this is the substitute the fallback chain found.
+            body["fallback"] = execution.fallback
+            body["stale"] = execution.fallback == "stale_cache"
+            body["error"] = error_body(execution.error_type, execution.error_message)["error"]
+        return Response(body, status=200, headers=headers)
+    if not execution.is_terminal:
+        body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
+        return Response(body, status=200, headers=headers)
+    details = {"traceback": execution.error_traceback} if execution.error_traceback else None
+    body = error_body(execution.error_type, execution.error_message, details=details, execution_id=execution.id)
+    body.update(
+        status=execution.status,
+        executionTime=execution.execution_time_ms,
+        memoryUsed=execution.peak_memory_bytes,
+        retryCount=execution.retry_count,
+        logs=execution.logs,
+        logsTruncated=execution.logs_truncated,
+        quota=quota.as_dict(),
+    )
+    return Response(body, status=error_status(execution.error_type), headers=headers)

@@ -1,0 +1,34 @@
+from django.conf import settings
+from rest_framework import serializers
+
+
+class SecretsField(serializers.DictField):
+    child = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192)
+
+
+class ExecuteRequestSerializer(serializers.Serializer):
+    """The body of POST /execute, in the clients' camelCase."""
+
+    pluginId = serializers.SlugField(max_length=64)
+    actionName = serializers.CharField(max_length=64)
+    params = serializers.JSONField(required=False, default=dict)
+    secrets = SecretsField(required=False, default=dict)
+    timeout = serializers.IntegerField(required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS)
+    organizationId = serializers.CharField(required=False, max_length=64)
+    actorId = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    version = serializers.CharField(required=False, max_length=64)
+    # `async` is a Python keyword, hence the mapping in `to_internal_value`.
+    run_async = serializers.BooleanField(required=False, default=False)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["the body must be a JSON object"]})
+        data = dict(data)
+        if "async" in data:
+            data["run_async"] = data.pop("async")
+        return super().to_internal_value(data)
+
+    def validate_params(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("params must be a JSON object")
+        return value

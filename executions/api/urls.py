@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("execute", views.ExecuteView.as_view(), name="execute"),
+    path("cache/clear", views.CacheClearView.as_view(), name="cache-clear"),
+    path("cache/invalidate/<slug:plugin_id>", views.CacheInvalidateView.as_view(), name="cache-invalidate"),
+    path("executions/<uuid:execution_id>", views.ExecutionDetailView.as_view(), name="execution-detail"),
+]

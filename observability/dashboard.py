@@ -1,0 +1,152 @@
+"""The admin dashboard's figures over the last hour or day, from the
+execution records themselves (no separate time series to keep).
+
+Each window is cut in buckets: one minute over an hour, 15 minutes over a
+day. A run counts in the bucket where it ended; the queue depth is sampled
+at each bucket's end from when runs entered and left the queue. One query
+reads the window's runs, which is fine for an operator's page up to some
+100,000 runs a day; beyond that Prometheus and Grafana are the tools.
+"""
+
+import datetime as dt
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from django.db.models import Q
+from django.utils import timezone
+
+from executions.models import Execution
+
+from . import stats
+from .charts import Series, line_chart
+
+
+@dataclass(frozen=True)
+class Window:
+    label: str
+    span: dt.timedelta
+    bucket: dt.timedelta
+
+
+WINDOWS = {
+    "hour": Window("Last hour", dt.timedelta(hours=1), dt.timedelta(minutes=1)),
+    "day": Window("Last day", dt.timedelta(days=1), dt.timedelta(minutes=15)),
+}
+STATUS_COLORS = {
+    Execution.Status.SUCCESS: "#2e7d32",
+    Execution.Status.ERROR: "#c62828",
+    Execution.Status.TIMEOUT: "#ef6c00",
+}
+PALETTE = ["#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#827717", "#4e342e"]
+# More error types than this in one window are shown as "other".
+MAX_ERROR_SERIES = len(PALETTE) - 1
+
+
+def window_rows(start):
+    """Runs that ended in the window or have not ended yet."""
+    return Execution.objects.filter(Q(finished_at__gte=start) | Q(finished_at__isnull=True)).values_list(
+        "queued_at", "started_at", "finished_at", "status", "error_type", "execution_time_ms", "cache_hit",
+        "cache_key",
+    )
+
+
+def build(window_name, now=None):
+    """Template context for the dashboard: the window, summary figures and the charts."""
+    window = WINDOWS[window_name]
+    now = now or timezone.now()
+    # Buckets end on whole multiples of the bucket size, so labels are round times.
+    bucket_seconds = window.bucket.total_seconds()
+    end = dt.datetime.fromtimestamp((now.timestamp() // bucket_seconds + 1) * bucket_seconds, tz=dt.timezone.utc)
+    count = int(window.span / window.bucket)
+    start = end - window.span
+    times = [start + window.bucket * i for i in range(count)]
+
+    finished = [0] * count
+    by_status = defaultdict(lambda: [0] * count)
+    by_error = defaultdict(lambda: [0] * count)
+    hits = [0] * count
+    cacheable = [0] * count
+    latencies = [[] for _ in range(count)]
+    entered, left = [], []
+    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit, cache_key in window_rows(start):
+        entered.append(queued_at)
+        if started_at or finished_at:
+            left.append(started_at or finished_at)
+        if finished_at is None or finished_at < start:
+            continue
+        index = min(count - 1, int((finished_at - start) / window.bucket))
+        finished[index] += 1
+        by_status[status][index] += 1
+        hits[index] += cache_hit
+        cacheable[index] += bool(cache_key)
+        if error_type:
+            by_error[error_type][index] += 1
+        if time_ms is not None and not cache_hit:  # a cache hit did not run
+            latencies[index].append(time_ms)
+
+    minutes = bucket_seconds / 60
+    entered.sort()
+    left.sort()
+
+    def share(counts, of=finished):
+        return [round(100 * n / total, 1) if total else None for n, total in zip(counts, of)]
+
+    def queue_depth(at):
+        return bisect_right(entered, at) - bisect_right(left, at)
+
+    all_latencies = [ms for bucket in latencies for ms in bucket]
+    total = sum(finished)
+    charts = [
+        line_chart(
+            "Executions per minute by status",
+            times,
+            [Series(status, [round(n / minutes, 2) for n in by_status[status]], color)
+             for status, color in STATUS_COLORS.items()],
+            "/min",
+        ),
+        line_chart(
+            "Latency (ms)",
+            times,
+            [Series("p50", [stats.percentile(b, 50) for b in latencies], "#1565c0"),
+             Series("p95", [stats.percentile(b, 95) for b in latencies], "#6a1b9a")],
+            " ms",
+        ),
+        line_chart(
+            "Error rate by type (% of runs)",
+            times,
+            [Series(name, share(counts), color) for (name, counts), color in zip(error_series(by_error), PALETTE)],
+            "%",
+        ),
+        line_chart(
+            "Cache hit rate (% of cacheable runs)", times, [Series("cache hits", share(hits, cacheable), "#00838f")], "%"
+        ),
+        line_chart(
+            "Queue depth (runs waiting)",
+            times,
+            [Series("queued", [queue_depth(min(t + window.bucket, now)) for t in times], "#5d4037")],
+        ),
+    ]
+    errors = sum(sum(counts) for counts in by_error.values())
+    summary = {
+        "executions": total,
+        "errors": errors,
+        "errorRate": round(100 * errors / total, 1) if total else None,
+        "p50": stats.percentile(all_latencies, 50),
+        "p95": stats.percentile(all_latencies, 95),
+        "cacheHitRate": round(100 * sum(hits) / sum(cacheable), 1) if sum(cacheable) else None,
+        "queued": stats.queue_size(),
+        "workers": stats.worker_pool(),
+    }
+    return {"window": window, "window_name": window_name, "windows": WINDOWS, "summary": summary, "charts": charts}
+
+
+def error_series(by_error):
+    """(error type, counts per bucket), the most frequent types first, the
+    rest summed as "other" so the chart stays readable."""
+    ranked = [name for name, _ in Counter({name: sum(c) for name, c in by_error.items()}).most_common()]
+    series = [(name, by_error[name]) for name in ranked[:MAX_ERROR_SERIES]]
+    rest = ranked[MAX_ERROR_SERIES:]
+    if rest:
+        series.append(("other", [sum(by_error[name][i] for name in rest) for i in range(len(series[0][1]))]))
+    return series

@@ -1,0 +1,93 @@
+"""What /health checks. Each check is cheap (no run, no scan) so that the
+endpoint can be polled every second."""
+
+import time
+
+import psutil
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django_q.models import OrmQ
+
+from executions.runner import host_layers, missing_host_layers, required_layers
+
+from .stats import live_clusters
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+RESOURCE_THRESHOLD_PERCENT = 90
+
+
+def check_database():
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HEALTHY, {"latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def check_cache():
+    cache.set("health:probe", 1, 10)
+    ok = cache.get("health:probe") == 1
+    return (HEALTHY if ok else DEGRADED), {"backend": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]}
+
+
+def check_broker():
+    queued = OrmQ.objects.count()
+    state = DEGRADED if queued >= settings.QUEUE_LIMIT else HEALTHY
+    return state, {"queued": queued, "limit": settings.QUEUE_LIMIT}
+
+
+def check_cluster():
+    clusters = live_clusters()
+    if not clusters:
+        return UNHEALTHY, {"clusters": 0, "message": "no qcluster heartbeat in the last 3 s"}
+    workers = sum(len(stat.workers) for stat in clusters)
+    return HEALTHY, {"clusters": len(clusters), "workers": workers, "states": sorted({s.status for s in clusters})}
+
+
+def check_sandbox():
+    layers = host_layers()
+    missing = missing_host_layers()
+    detail = {
+        "layers": {name: ("active" if ok else f"missing: {why}") for name, (ok, why) in layers.items()},
+        "required": required_layers(),
+    }
+    if missing:
+        detail["missing"] = missing
+        return UNHEALTHY, detail
+    return HEALTHY, detail
+
+
+def check_memory():
+    memory = psutil.virtual_memory()
+    return (DEGRADED if memory.percent >= RESOURCE_THRESHOLD_PERCENT else HEALTHY), {"usedPercent": memory.percent}
+
+
+def check_cpu():
+    # Non-blocking: the load since the previous call in this process.
+    percent = psutil.cpu_percent(interval=None)
+    return (DEGRADED if percent >= RESOURCE_THRESHOLD_PERCENT else HEALTHY), {"usedPercent": percent}
+
+
+CHECKS = {
+    "database": (check_database, UNHEALTHY),
+    "cache": (check_cache, DEGRADED),
+    "broker": (check_broker, UNHEALTHY),
+    "cluster": (check_cluster, UNHEALTHY),
+    "sandbox": (check_sandbox, UNHEALTHY),
+    "memory": (check_memory, DEGRADED),
+    "cpu": (check_cpu, DEGRADED),
+}
+RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+
+
+def run_checks():
+    """Returns (overall status, {check: {"status", ...detail}})."""
+    results = {}
+    for name, (check, severity_on_error) in CHECKS.items():
+        try:
+            state, detail = check()
+        except Exception as error:  # a failing dependency is a finding, not a crash
+            state, detail = severity_on_error, {"error": f"{type(error).__name__}: {error}"[:300]}
+        results[name] = {"status": state, **detail}
+    overall = max((r["status"] for r in results.values()), key=RANK.__getitem__)
+    return overall, results

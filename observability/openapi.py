@@ -1,0 +1,109 @@
+"""The OpenAPI description of /health, /stats and /metrics, next to their views."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
+
+HEALTH_EXAMPLE = {
+    "status": "healthy",
+    "checks": {
+        "database": {"status": "healthy", "latencyMs": 0.4},
+        "cache": {"status": "healthy", "backend": "FileBasedCache"},
+        "broker": {"status": "healthy", "queued": 0, "limit": 100},
+        "cluster": {"status": "healthy", "clusters": 3, "workers": 10, "states": ["Idle"]},
+        "sandbox": {"status": "healthy", "layers": {"seccomp": "active", "landlock": "active"}, "required": ["seccomp", "landlock"]},
+        "memory": {"status": "healthy", "usedPercent": 31.2},
+        "cpu": {"status": "healthy", "usedPercent": 12.5},
+    },
+}
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
+    checks = serializers.DictField(
+        child=serializers.JSONField(), help_text="database, cache, broker, cluster, sandbox, memory, cpu"
+    )
+
+
+class WorkerPoolSerializer(serializers.Serializer):
+    clusters = serializers.IntegerField(help_text="qcluster processes with a live heartbeat")
+    total = serializers.IntegerField()
+    active = serializers.IntegerField(help_text="runs in progress")
+    idle = serializers.IntegerField()
+    utilization = serializers.FloatField(help_text="busy workers / total, 0..1")
+
+
+class QueueWaitSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text="seconds")
+    p95 = serializers.FloatField(allow_null=True, help_text="seconds")
+    samples = serializers.IntegerField()
+    windowSeconds = serializers.IntegerField()
+
+
+class QueueSerializer(serializers.Serializer):
+    size = serializers.IntegerField(help_text="runs admitted and not started")
+    limit = serializers.IntegerField(help_text="QUEUE_LIMIT: beyond it POST /execute answers QUEUE_FULL")
+    waitSeconds = QueueWaitSerializer()
+
+
+class CacheStatsSerializer(serializers.Serializer):
+    keys = serializers.IntegerField(help_text="fresh entries")
+    entries = serializers.IntegerField(help_text="fresh and stale entries")
+    sizeBytes = serializers.IntegerField()
+    hits = serializers.IntegerField(help_text="cacheable executions answered from the cache, last 24 h")
+    misses = serializers.IntegerField(help_text="cacheable executions that ran, last 24 h")
+    hitRate = serializers.FloatField(allow_null=True)
+    maxEntries = serializers.IntegerField()
+    ttlMs = serializers.IntegerField()
+    enabled = serializers.BooleanField()
+
+
+class BreakerSerializer(serializers.Serializer):
+    pluginId = serializers.CharField()
+    state = serializers.ChoiceField(choices=["open", "half_open"])
+    openedAt = serializers.DateTimeField(allow_null=True)
+    consecutiveFailures = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    workers = WorkerPoolSerializer()
+    queue = QueueSerializer()
+    completedTasks = serializers.IntegerField(help_text="executions that ended, all time")
+    cache = CacheStatsSerializer()
+    openCircuitBreakers = BreakerSerializer(many=True, help_text="breakers not closed")
+
+
+STATS_EXAMPLE = {
+    "workers": {"clusters": 3, "total": 10, "active": 2, "idle": 8, "utilization": 0.2},
+    "queue": {"size": 0, "limit": 100, "waitSeconds": {"p50": 0.012, "p95": 0.041, "samples": 812,
+                                                      "windowSeconds": 3600}},
+    "completedTasks": 12890,
+    "cache": {"keys": 212, "entries": 240, "sizeBytes": 1843200, "hits": 5120, "misses": 7770, "hitRate": 0.3972,
+              "maxEntries": 1000, "ttlMs": 300000, "enabled": True},
+    "openCircuitBreakers": [{"pluginId": "weather", "state": "open", "openedAt": "2026-11-26T21:40:12Z",
+                             "consecutiveFailures": 5}],
+}
+
+
+METRICS_EXAMPLE = (
+    "# HELP plugin_executions_total Executions that ended, by plugin, action and final status.\n"
+    "# TYPE plugin_executions_total counter\n"
+    'plugin_executions_total{action_name="wordCount",plugin_id="text-tools",status="success"} 42.0\n'
+)
+
+HEALTH_SCHEMA = dict(
+    summary="Health of the service and its dependencies",
+    responses={
+        200: OpenApiResponse(
+            HealthSerializer, description="healthy or degraded",
+            examples=[OpenApiExample("Healthy", value=HEALTH_EXAMPLE)],
+        ),
+        503: OpenApiResponse(
+            HealthSerializer, description="unhealthy: the database, broker, cluster or sandbox is down",
+            examples=[OpenApiExample("No cluster", value={
+                **HEALTH_EXAMPLE, "status": "unhealthy",
+                "checks": {**HEALTH_EXAMPLE["checks"], "cluster": {
+                    "status": "unhealthy", "clusters": 0, "message": "no qcluster heartbeat in the last 3 s"}},
+            })],
+        ),
+    },
+)

@@ -1,0 +1,101 @@
+"""Operator figures about the worker pool, the queue and the host, read by
+GET /stats, the metrics' state gauges, /health and the admin dashboard
+(the result cache and the circuit breakers report their own).
+
+Each figure is one indexed query, a heartbeat read or a psutil call, so they
+can be computed on every scrape.
+"""
+
+import datetime as dt
+import math
+
+import psutil
+from django.conf import settings
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.status import Stat
+
+from executions import breaker, cache
+from executions.models import Execution
+
+QUEUE_WAIT_WINDOW = dt.timedelta(hours=1)
+# The latest runs are enough for a percentile; this bounds the query.
+QUEUE_WAIT_SAMPLE_LIMIT = 5000
+
+
+def percentile(values, q):
+    """The nearest-rank q-th percentile (0 < q <= 100) of `values`, or None."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def live_clusters():
+    """The django-q2 clusters whose heartbeat (refreshed every 0.5 s, kept 3 s) is present."""
+    return [stat for stat in Stat.get_all() if stat.status != Conf.STOPPED]
+
+
+def worker_pool():
+    """Workers of every live cluster; `active` are the runs in progress, which
+    each hold one worker."""
+    clusters = live_clusters()
+    total = sum(len(stat.workers) for stat in clusters)
+    active = Execution.objects.filter(status=Execution.Status.RUNNING).count()
+    busy = min(active, total)
+    return {
+        "clusters": len(clusters),
+        "total": total,
+        "active": active,
+        "idle": total - busy,
+        "utilization": round(busy / total, 3) if total else 0.0,
+    }
+
+
+def queue_size():
+    return Execution.objects.filter(status=Execution.Status.QUEUED).count()
+
+
+def queue_wait_seconds(now=None):
+    """p50/p95 of the time runs started in the last hour spent queued."""
+    since = (now or timezone.now()) - QUEUE_WAIT_WINDOW
+    rows = (
+        Execution.objects.filter(started_at__gte=since)
+        .order_by("-started_at")
+        .values_list("queued_at", "started_at")[:QUEUE_WAIT_SAMPLE_LIMIT]
+    )
+    waits = [max(0.0, (started - queued).total_seconds()) for queued, started in rows]
+    return {
+        "p50": _rounded(percentile(waits, 50)),
+        "p95": _rounded(percentile(waits, 95)),
+        "samples": len(waits),
+        "windowSeconds": int(QUEUE_WAIT_WINDOW.total_seconds()),
+    }
+
+
+def completed_tasks():
+    return Execution.objects.filter(status__in=Execution.TERMINAL).count()
+
+
+def host_resources():
+    memory = psutil.virtual_memory()
+    return {
+        "memory": {"total": memory.total, "used": memory.total - memory.available, "available": memory.available},
+        # Non-blocking: the load since the previous call in this process.
+        "cpuPercent": psutil.cpu_percent(interval=None),
+    }
+
+
+def operator_stats():
+    """The body of GET /stats."""
+    return {
+        "workers": worker_pool(),
+        "queue": {"size": queue_size(), "limit": settings.QUEUE_LIMIT, "waitSeconds": queue_wait_seconds()},
+        "completedTasks": completed_tasks(),
+        "cache": cache.stats(),
+        "openCircuitBreakers": breaker.open_breakers(),
+    }
+
+
+def _rounded(value):
+    return None if value is None else round(value, 4)

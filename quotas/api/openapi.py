@@ -1,0 +1,44 @@
+"""The OpenAPI description of the secret endpoints and of API-key authentication."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+from core.openapi import error_responses
+
+from .serializers import SecretSerializer
+
+
+class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "quotas.authentication.ApiKeyAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key (pex_<prefix>_<secret>) or JWT",
+            "description": "The key decides the organization and so the tier; staff keys may call operator endpoints.",
+        }
+
+
+SECRET_EXAMPLE = {"name": "API_KEY", "createdAt": "2026-11-26T21:40:12Z", "updatedAt": "2026-11-26T21:40:12Z"}
+SECRET_RESPONSE = OpenApiResponse(SecretSerializer, examples=[OpenApiExample("Secret", value=SECRET_EXAMPLE)])
+SECRET_LIST_SCHEMA = dict(
+    summary="The organization's stored secrets, by name (values are never returned)",
+    operation_id="secrets_list",
+    responses={200: OpenApiResponse(
+        inline_serializer("SecretList", {"secrets": SecretSerializer(many=True)}),
+        examples=[OpenApiExample("Secrets", value={"secrets": [SECRET_EXAMPLE]})],
+    )},
+)
+SECRET_PUT_SCHEMA = dict(
+    summary="Store or replace a secret",
+    request=inline_serializer("SecretValue", {"value": serializers.CharField()}),
+    responses={201: SECRET_RESPONSE, 200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR")},
+    examples=[OpenApiExample("Store", value={"value": "a-long-random-api-key"}, request_only=True)],
+)
+SECRET_DELETE_SCHEMA = dict(
+    summary="Delete a secret",
+    responses={204: None, **error_responses("NOT_FOUND")},
+)

@@ -1,0 +1,15 @@
+"""The sandbox: a warm fork-server per worker slot and a fresh, confined child
+per run. Nothing here imports Django or any part of the service.
+
+This module is the whole interface the service uses: start a
+`ForkServerClient`, hand it a `RunRequest` and an egress handler, get a
+`RunResult`; `SandboxUnavailable` when a required layer is missing;
+`ALL_LAYERS` and `describe_host()` to report what the host supports.
+`child/` holds what runs inside the fork-server and its children.
+"""
+
+from .child.confine import ALL_LAYERS, describe_host
+from .child.forkserver import SPARES
+from .client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable
+
+__all__ = ["ALL_LAYERS", "SPARES", "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host"]

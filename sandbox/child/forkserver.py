@@ -1,0 +1,404 @@
+"""The warm fork-server: one per worker slot, started as a fresh interpreter
+(`python -I -S`, see `sandbox.client.FORKSERVER_BOOTSTRAP`) with an empty environment, so it
+holds no settings, keys or database connections.
+
+Once, at start-up, it enters its own pid/mount/net/ipc/uts namespaces (it is
+pid 1 of its pid namespace, so every child is invisible to the host and dies
+with it), pivots into a read-only view of the standard library, compiles the
+seccomp program and the Landlock ruleset, and makes its slot's cgroups.
+
+Each run gets a fresh child, used once. The child is forked *ahead* of its
+run: a spare that has already entered every per-process layer (own session,
+slot uid, no_new_privs, Landlock domain, closed descriptors, seccomp) and
+waits for its run. When a run arrives the fork-server moves the spare into a
+run cgroup, hands it the run's limits and channel, and forks the next spare
+while this one runs, so neither the fork nor the layers are on the run's
+path. The fork-server never sees params, secrets or results: those travel
+on the channel between the host and the child.
+"""
+
+import collections
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+from . import confine, runtime
+
+# Imported once here so that runs don't pay for them: what plugins use most.
+# Kept small on purpose: fork and exit cost grows with the fork-server's
+# memory (asyncio alone, through OpenSSL, doubles the fork time).
+PREIMPORTED = (
+    "collections", "copy", "datetime", "functools", "itertools", "math", "re", "statistics", "string",
+    "unicodedata", "urllib.parse",
+)
+
+SANDBOX_ROOT = "/run/plugin-sandbox-root"
+# Children kept ready ahead of their runs: two, so that back-to-back runs
+# each find one that has had a whole run's time to get ready.
+SPARES = 2
+# Run cgroups per slot, used in turn: a run's child may still be exiting when
+# the next run starts, and the spares are already waiting in theirs; each must
+# be accounted and killed on its own.
+RUN_CGROUPS = ("a", "b", "c", "d")
+ALWAYS_ACTIVE = ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs")
+
+
+@dataclass
+class Spare:
+    pid: int
+    sock: socket.socket
+    cgroup: object
+
+    def alive(self):
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+
+@dataclass
+class Run:
+    run_id: int
+    pid: int
+    pidfd: int
+    cgroup: object
+    deadline: float
+    started: float
+    done_sock: socket.socket | None = None
+    timed_out: bool = False
+    superseded: bool = False
+    answered: bool = False
+
+    def close_done_sock(self):
+        if self.done_sock is not None:
+            self.done_sock.close()
+            self.done_sock = None
+
+
+class Server:
+    def __init__(self, config):
+        self.config = config
+        self.control = socket.socket(fileno=config["controlFd"])
+        self.layers = {name: (True, "") for name in ALWAYS_ACTIVE}
+        self.uid = config["uid"]
+        self.gid = config["gid"]
+        self.cgroups = []
+        self.seccomp_prog = None
+        self.landlock_fd = None
+        self.devnull = None
+        self.address_space_base = 0
+        self.spares = collections.deque()
+        self.runs = []
+        self.next_cgroup = 0
+
+    # -- start-up ---------------------------------------------------------------
+
+    def mark(self, name, ok, why=""):
+        self.layers[name] = (ok, "" if ok else why)
+
+    def try_layer(self, names, action):
+        try:
+            result = action()
+        except (confine.ConfinementError, OSError) as error:
+            for name in names:
+                self.mark(name, False, str(error))
+            return None
+        for name in names:
+            self.mark(name, True)
+        return result
+
+    def setup(self):
+        os.environ.clear()
+        is_root = os.geteuid() == 0
+        if is_root:
+            self.mark("unprivileged_uid", True)
+            slot = self.config["slot"]
+            self.cgroups = [
+                cgroup for cgroup in (
+                    self.try_layer((), lambda name=name: confine.create_run_cgroup(f"{slot}/{name}")) for name in RUN_CGROUPS
+                ) if cgroup is not None
+            ]
+            for controller in confine.CGROUP_CONTROLLERS:
+                ok = len(self.cgroups) == len(RUN_CGROUPS) and all(controller in c.controllers for c in self.cgroups)
+                self.mark(f"cgroup_{controller}", ok, f"no writable {controller} cgroup controller")
+        else:
+            for name in ("unprivileged_uid", "pid_namespace", "net_namespace", "mount_namespace", "ipc_namespace",
+                         "uts_namespace", "readonly_root", "cgroup_memory", "cgroup_pids", "cgroup_cpu"):
+                self.mark(name, False, "the fork-server is not root")
+        for module in PREIMPORTED:
+            __import__(module)
+        try:
+            self.seccomp_prog = confine.compile_seccomp_filter(self.config.get("seccompModulePath"))
+            self.mark("seccomp", True)
+        except Exception as error:  # libseccomp missing or refusing: reported, and required by default
+            self.mark("seccomp", False, f"cannot compile the seccomp filter: {error}")
+        self.devnull = os.open("/dev/null", os.O_RDWR)
+        with open("/proc/self/statm") as statm:
+            self.address_space_base = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        if is_root:
+            self.enter_namespaces()
+        abi = confine.landlock_abi()
+        if abi:
+            self.landlock_fd = self.try_layer(("landlock",), lambda: confine.create_landlock_ruleset(abi))
+        else:
+            self.mark("landlock", False, "the kernel offers no Landlock")
+        confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0))
+
+    def enter_namespaces(self):
+        """Become pid 1 of new namespaces, then pivot into the read-only view."""
+        flags = confine.CLONE_NEWNS | confine.CLONE_NEWNET | confine.CLONE_NEWIPC | confine.CLONE_NEWUTS
+        namespaces = ("mount_namespace", "net_namespace", "ipc_namespace", "uts_namespace")
+        self.try_layer(namespaces, lambda: confine.unshare(flags))
+        if not self.layers["mount_namespace"][0]:
+            for name in ("pid_namespace", "readonly_root"):
+                self.mark(name, False, "no mount namespace")
+            return
+        try:
+            confine.LIBC.sethostname(b"sandbox", 7)
+            confine.unshare(confine.CLONE_NEWPID)
+        except confine.ConfinementError as error:
+            self.mark("pid_namespace", False, str(error))
+        else:
+            self.mark("pid_namespace", True)
+            inner = os.fork()
+            if inner:
+                # The outer process only waits for the namespace's init and
+                # passes on its fate; it holds no run state.
+                self.control.close()
+                _, status = os.waitpid(inner, 0)
+                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+            confine.die_with_parent()
+        sources = confine.readonly_view_sources()
+        hidden = [p for p in sys.path if p.endswith("site-packages")]
+        self.try_layer(("readonly_root",), lambda: confine.build_readonly_root(SANDBOX_ROOT, sources, hidden))
+
+    def report_ready(self):
+        active = {name: {"active": ok, "reason": why} for name, (ok, why) in self.layers.items()}
+        self.control.send(json.dumps({"ready": True, "pid": os.getpid(), "layers": active}).encode())
+
+    # -- the loop ---------------------------------------------------------------
+
+    def serve(self):
+        self.replenish_spares()
+        while True:
+            now = time.monotonic()
+            pending = [run for run in self.runs if not run.timed_out]
+            timeout = max(0.0, min(run.deadline for run in pending) - now) if pending else None
+            watched = [self.control] + [run.pidfd for run in self.runs]
+            watched += [run.done_sock for run in self.runs if run.done_sock is not None]
+            readable, _, _ = select.select(watched, [], [], timeout)
+            # A waiting run comes first; reaping finished ones can wait.
+            if self.control in readable:
+                try:
+                    message, fds, _, _ = socket.recv_fds(self.control, 65536, 1)
+                except OSError:
+                    return
+                if not message:
+                    return
+                request = json.loads(message)
+                if fds:
+                    self.start_run(fds[0], request)
+                elif "answered" in request:
+                    self.end_answered_run(request["answered"])
+            for run in list(self.runs):
+                if run.done_sock is not None and run.done_sock in readable:
+                    self.child_says_done(run)
+                if run.pidfd in readable:
+                    self.reap(run)
+            now = time.monotonic()
+            for run in self.runs:
+                if not run.timed_out and now >= run.deadline:
+                    run.timed_out = True
+                    self.kill(run)
+
+    def kill(self, run):
+        try:
+            os.kill(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def claim_cgroup(self):
+        """The next run cgroup in turn, once no child of an earlier run is in
+        it (that child was killed when its successor started; it is reaped
+        here if it has not been yet)."""
+        if not self.cgroups:
+            return None
+        cgroup = self.cgroups[self.next_cgroup]
+        self.next_cgroup = (self.next_cgroup + 1) % len(self.cgroups)
+        for run in [r for r in self.runs if r.cgroup is cgroup]:
+            self.kill(run)
+            select.select([run.pidfd], [], [], 5.0)
+            self.reap(run)
+        return cgroup
+
+    def start_run(self, channel_fd, request):
+        previous = [run for run in self.runs if not run.superseded]
+        limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
+        spare = self.spares.popleft()
+        if not spare.alive():
+            spare.sock.close()
+            spare = self.make_spare()
+        cgroup = spare.cgroup
+        if cgroup is not None:
+            cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
+            cgroup.start_accounting()
+        assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds}).encode()
+        socket.send_fds(spare.sock, [assignment], [channel_fd])
+        started = time.monotonic()
+        os.close(channel_fd)
+        self.runs.append(
+            Run(
+                run_id=request["runId"],
+                pid=spare.pid,
+                pidfd=os.pidfd_open(spare.pid),
+                done_sock=spare.sock,
+                cgroup=cgroup,
+                deadline=started + request["timeoutMs"] / 1000,
+                started=started,
+            )
+        )
+        # The host sends a run only once it has the previous answer: a child
+        # still alive now is exiting, or is a plugin that lied about being done.
+        for run in previous:
+            run.superseded = True
+            self.kill(run)
+        self.replenish_spares()
+
+    def replenish_spares(self):
+        while len(self.spares) < SPARES:
+            self.spares.append(self.make_spare())
+
+    def child_says_done(self, run):
+        """The child wrote DONE (its answer is on the channel) or died (the
+        socket's end of file; the reap will report that)."""
+        try:
+            said_done = run.done_sock.recv(16) == runtime.DONE
+        except OSError:
+            said_done = False
+        run.close_done_sock()
+        if said_done:
+            self.end_answered_run(run.run_id)
+
+    def end_answered_run(self, run_id):
+        """The host has the run's answer: the child has nothing left to do.
+
+        It is killed now (it is exiting anyway, unless it lied about being
+        done) and the kernel's account of its CPU and memory goes back at
+        once, so the answer needn't wait for the process to be torn down.
+        Without cgroups the report waits for the reap, as for any run.
+        """
+        run = next((r for r in self.runs if r.run_id == run_id and not r.superseded), None)
+        if run is None or run.answered:
+            return
+        run.answered = True
+        run.close_done_sock()
+        self.kill(run)
+        if run.cgroup is None:
+            return
+        run.superseded = True
+        cpu_ms, peak_bytes = run.cgroup.usage()
+        self.send_report({"runId": run_id, "answered": True, "cpuMs": cpu_ms, "maxRssBytes": peak_bytes,
+                          "wallMs": round((time.monotonic() - run.started) * 1000, 3)})
+
+    def send_report(self, report):
+        try:
+            self.control.send(json.dumps(report).encode())
+        except OSError:
+            pass
+
+    def reap(self, run):
+        _, status, usage = os.wait4(run.pid, 0)
+        os.close(run.pidfd)
+        run.close_done_sock()
+        self.runs.remove(run)
+        oom_killed = False
+        if run.cgroup is not None:
+            run.cgroup.kill_all()
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and not run.timed_out:
+                oom_killed = run.cgroup.was_oom_killed()
+        if run.superseded:
+            return
+        cpu_ms, peak_bytes = run.cgroup.usage() if run.cgroup is not None else (None, None)
+        self.send_report({
+            "runId": run.run_id,
+            "answered": run.answered,
+            "pid": run.pid,
+            "exitCode": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "timedOut": run.timed_out,
+            "oomKilled": oom_killed,
+            "wallMs": round((time.monotonic() - run.started) * 1000, 3),
+            "cpuMs": cpu_ms if cpu_ms is not None else round((usage.ru_utime + usage.ru_stime) * 1000, 3),
+            "maxRssBytes": peak_bytes if peak_bytes is not None else usage.ru_maxrss * 1024,
+        })
+
+    # -- the child --------------------------------------------------------------
+
+    def make_spare(self):
+        """Fork the child for the next run and let it get ready.
+
+        It moves itself into its run cgroup now: moving a process between
+        cgroups waits for an RCU grace period (milliseconds on an idle host),
+        which is why it is done here, ahead of the run, and not when the run
+        arrives."""
+        cgroup = self.claim_cgroup()
+        server_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if cgroup is not None:
+                    cgroup.adopt(0)
+                self.confine_child(child_end.fileno())
+                runtime.warm_up()
+                message, fds, _, _ = socket.recv_fds(child_end, 4096, 1)
+                if not fds:
+                    os._exit(0)
+                assignment = json.loads(message)
+                confine.set_run_rlimits(
+                    confine.ChildLimits(memory_bytes=assignment["memoryBytes"], cpu_seconds=assignment["cpuSeconds"]),
+                    self.address_space_base,
+                )
+                runtime.serve_one_run(socket.socket(fileno=fds[0]), done=child_end)
+            finally:
+                os._exit(4)
+        child_end.close()
+        return Spare(pid=pid, sock=server_end, cgroup=cgroup)
+
+    def confine_child(self, keep_fd):
+        """Per-process layers, in an order where each step still has the right
+        it needs: uid switch as root, then no_new_privs, Landlock, closing
+        descriptors, and seccomp last. Runs before any plugin code exists here."""
+        os.setsid()
+        if self.layers["unprivileged_uid"][0]:
+            os.setgroups([])
+            os.setresgid(self.gid, self.gid, self.gid)
+            os.setresuid(self.uid, self.uid, self.uid)
+        confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
+        confine.prctl(confine.PR_SET_DUMPABLE, 0)
+        if self.landlock_fd is not None:
+            confine.landlock_restrict_self(self.landlock_fd)
+        for target in (0, 1, 2):
+            os.dup2(self.devnull, target)
+        confine.close_fds_except([keep_fd])
+        os.chdir("/")
+        if self.seccomp_prog is not None:
+            confine.load_seccomp(self.seccomp_prog[0])
+
+
+def main(config_json):
+    config = json.loads(config_json)
+    confine.die_with_parent()
+    server = Server(config)
+    server.setup()
+    # Objects alive now are never collected: a child's garbage collector then
+    # leaves them alone instead of touching (and so copying) every page.
+    gc.freeze()
+    server.report_ready()
+    server.serve()
+
