@@ -8,7 +8,9 @@ runs inside the sandbox.
 
 import ast
 import copy
+import importlib.util
 import re
+import sys
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -186,12 +188,22 @@ def validate_manifest(manifest):
 def validate_plugin(manifest, files):
     """Check the manifest and the code it describes; return the manifest with defaults.
 
-    `files` maps relative paths to text. Every `.py` file must compile and
-    every handler must be a top-level function of the entrypoint.
+    `files` maps relative paths to text. Every `.py` file must compile, import
+    only the standard library and the plugin's own modules, and every handler
+    must be a top-level function of the entrypoint. A plugin of one module
+    may leave out `entrypoint`: it is that module.
     """
+    manifest = _with_sole_module_as_entrypoint(manifest, files)
     _check_structure(manifest)
     _raise_if_any(_content_errors(manifest) + _code_errors(manifest, files))
     return _with_defaults(manifest)
+
+
+def _with_sole_module_as_entrypoint(manifest, files):
+    if not isinstance(manifest, dict) or "entrypoint" in manifest:
+        return manifest
+    modules = [path for path in files if path.endswith(".py")]
+    return {**manifest, "entrypoint": modules[0]} if len(modules) == 1 else manifest
 
 
 def _raise_if_any(errors):
@@ -256,6 +268,7 @@ def _code_errors(manifest, files):
         except (ValueError, RecursionError, MemoryError) as exc:
             errors.append({"field": path, "message": f"does not compile: {exc or type(exc).__name__}"})
 
+    errors += _import_errors(trees, files)
     entrypoint = manifest["entrypoint"]
     if entrypoint not in files:
         listing = ", ".join(sorted(files))
@@ -274,6 +287,73 @@ def _compiled_tree(path, source):
     tree = ast.parse(source, filename=path)
     compile(tree, path, "exec")
     return tree
+
+
+# A failed import the code itself handles (an optional speed-up, say) is
+# allowed: these are the handlers that catch it.
+_IMPORT_FAILURE_HANDLERS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+
+def _import_errors(trees, files):
+    """Imports the sandbox cannot satisfy: it holds the standard library and
+    the plugin's own modules, nothing else (no site-packages)."""
+    own = {path.split("/")[0].removesuffix(".py") for path in files if path.endswith(".py")}
+    errors = []
+    for path, tree in trees.items():
+        refused = {}
+        for node, guarded in _imports(tree):
+            if guarded:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module] if node.level == 0 and node.module else []
+            else:
+                names = [alias.name for alias in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in own and not _in_standard_library(top):
+                    refused.setdefault(top, node.lineno)
+        for name, line in sorted(refused.items(), key=lambda item: item[1]):
+            errors.append({
+                "field": path,
+                "message": f"line {line}: imports {name!r}, which is not in the Python standard library; "
+                "plugins run with the standard library and their own modules only",
+            })
+    return errors
+
+
+def _imports(tree, guarded=False):
+    """(import node, whether a surrounding try handles its failure) for every import."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node, guarded
+        elif isinstance(node, (ast.Try, ast.TryStar)):
+            handles = any(_catches_import_failure(handler) for handler in node.handlers)
+            for child in node.body:
+                yield from _imports_in(child, guarded or handles)
+            for child in [*node.handlers, *node.orelse, *node.finalbody]:
+                yield from _imports_in(child, guarded)
+        else:
+            yield from _imports(node, guarded)
+
+
+def _imports_in(node, guarded):
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        yield node, guarded
+    else:
+        yield from _imports(node, guarded)
+
+
+def _catches_import_failure(handler):
+    if handler.type is None:
+        return True
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(name, ast.Name) and name.id in _IMPORT_FAILURE_HANDLERS for name in caught)
+
+
+def _in_standard_library(name):
+    # find_spec of a top-level name locates it without running it; a standard
+    # module this interpreter lacks (tkinter without Tk) is not there either.
+    return name == "__future__" or (name in sys.stdlib_module_names and importlib.util.find_spec(name) is not None)
 
 
 def _top_level_functions(tree):
