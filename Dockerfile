@@ -1,7 +1,7 @@
 # One image for every process of the service: the web (gunicorn, the default
 # command) and the django-q2 clusters (docker-compose.yml runs both).
 # Written with care but not built on the project's machines, which have no
-# Docker engine (README, "Deployment").
+# Docker engine (docs/operations.md, "Deployment files").
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -30,7 +30,7 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 
 
 # The web runs unprivileged. The qcluster containers run as root on purpose:
 # the sandbox needs root to give each run its own uid, namespaces and
-# cgroups (README, "Security model"); docker-compose.yml says so there.
+# cgroups (docs/security.md); docker-compose.yml says so there.
 USER executor
 EXPOSE 3000
 

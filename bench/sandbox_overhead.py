@@ -27,11 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sandbox import (  # noqa: E402
-    ALL_LAYERS,  # noqa: E402
-    ForkServerClient,
-    RunRequest,
-)
+from sandbox import ALL_LAYERS, ForkServerClient, RunRequest  # noqa: E402
 
 PLUGIN = "def add(params, ctx):\n    return {'sum': params['a'] + params['b']}\n"
 FRESH_INTERPRETER = (

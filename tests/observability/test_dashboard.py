@@ -1,0 +1,151 @@
+"""The admin dashboard: figures from the execution records, charts drawn as
+inline SVG, and a screenshot of the page in headless Chromium."""
+
+import datetime as dt
+import re
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.staticfiles import finders
+from django.test import Client
+from django.utils import timezone
+
+from observability import dashboard
+from tests.chromium import png_size, requires_chromium, screenshot
+from tests.factories import install_source, make_execution
+
+MINUTE = dt.timedelta(minutes=1)
+RAISES = """
+def fail(params, ctx):
+    raise ValueError("no")
+"""
+
+
+def admin_client(staff=True):
+    users = get_user_model().objects
+    user = users.create_superuser("admin", password="x") if staff else users.create_user("visitor", password="x")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def points(html, series):
+    """The values drawn as dots of one series, in every chart of the page."""
+    return [float(v) for v in re.findall(rf'<circle data-series="{re.escape(series)}" data-value="([^"]+)"', html)]
+
+
+@pytest.mark.django_db
+def test_dashboard_is_for_staff_only():
+    assert Client().get("/admin/dashboard/")["Location"].startswith("/admin/login/")
+    assert admin_client(staff=False).get("/admin/dashboard/")["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.django_db
+def test_dashboard_figures_over_the_last_hour(org, examples):
+    version = examples["text-tools"]
+    # Times a few seconds into whole minutes, so that runs meant for one bucket stay in it.
+    now = timezone.now()
+    if now.second > 50:
+        time.sleep(61 - now.second)
+        now = timezone.now()
+    minute = now.replace(second=0, microsecond=0) + dt.timedelta(seconds=5)
+    for run_ms in (100, 200, 300, 400):
+        make_execution(org, version, queued_at=minute - 10 * MINUTE, wait=dt.timedelta(seconds=1), run_ms=run_ms,
+                       cache_key="miss" if run_ms == 100 else "")
+    make_execution(org, version, status="error", error_type="PLUGIN_ERROR", queued_at=minute - 10 * MINUTE,
+                   wait=dt.timedelta(seconds=1), run_ms=50)
+    make_execution(org, version, queued_at=minute - 20 * MINUTE, wait=dt.timedelta(0), cache_hit=True, cache_key="hit")
+    make_execution(org, version, status="queued", queued_at=minute - 3 * MINUTE)
+    make_execution(org, version, status="queued", queued_at=minute - 30 * MINUTE)
+    make_execution(org, version, queued_at=now - dt.timedelta(days=2), wait=dt.timedelta(0), run_ms=9)
+
+    context = dashboard.build("hour")
+    assert context["summary"] | {"workers": None} == {
+        "executions": 6, "errors": 1, "errorRate": 16.7, "p50": 200, "p95": 400, "cacheHitRate": 50.0,
+        "queued": 2, "workers": None,
+    }
+    html = "".join(context["charts"])
+    assert sum(points(html, "success")) == 5  # one bucket of 4 and one of 1, per minute
+    assert points(html, "error") and max(points(html, "PLUGIN_ERROR")) == 20.0  # 1 of the 5 in that minute
+    assert max(points(html, "p95")) == 400 and sorted(points(html, "cache hits")) == [0.0, 100.0]
+    queue = points(html, "queued")
+    assert len(queue) == 60 and queue[-1] == 2 and queue[0] == 0 and max(queue) == 2
+    assert len(dashboard.build("day")["charts"]) == 5
+
+
+@pytest.mark.django_db
+def test_the_error_chart_groups_rare_types_as_other(org, examples):
+    version, now = examples["text-tools"], timezone.now()
+    types = ["T%d" % n for n in range(dashboard.MAX_ERROR_SERIES + 2)]
+    for n, error_type in enumerate(types):
+        for _ in range(len(types) - n):
+            make_execution(org, version, status="error", error_type=error_type, queued_at=now - 5 * MINUTE,
+                           wait=dt.timedelta(0), run_ms=1)
+    html = "".join(dashboard.build("hour")["charts"])
+    assert points(html, "T0") and not points(html, types[-1]) and points(html, "other")
+
+
+def fill_history(org, versions):
+    """Runs over the last day, varied by minute: a few a minute over the
+    last hour, a few every quarter of an hour before."""
+    text_tools, stats = versions
+    now = timezone.now()
+    for minute in range(2, 60):
+        for n in range(2 + minute * 7 % 5):
+            make_execution(org, text_tools if n % 2 else stats, queued_at=now - minute * MINUTE,
+                           wait=dt.timedelta(seconds=75 if minute % 9 == 0 else 0.02),
+                           run_ms=30 + minute * 37 % 250 + n * 40, cache_hit=n == 3, cache_key="k" if n in (1, 3) else "")
+        for error_type, every, offset in (("PLUGIN_ERROR", 6, 0), ("TIMEOUT", 10, 3), ("NETWORK_ERROR", 15, 7)):
+            if minute % every == offset:
+                make_execution(org, stats, status="timeout" if error_type == "TIMEOUT" else "error",
+                               error_type=error_type, queued_at=now - minute * MINUTE, wait=dt.timedelta(seconds=0.05),
+                               run_ms=500 if error_type == "TIMEOUT" else 60)
+    for quarter in range(5, 96):
+        for n in range(1 + quarter % 4):
+            make_execution(org, text_tools, queued_at=now - quarter * 15 * MINUTE, wait=dt.timedelta(seconds=0.02),
+                           run_ms=40 + quarter * 13 % 300, status="error" if n == 3 else "success",
+                           error_type="PLUGIN_ERROR" if n == 3 else "")
+
+
+def static_files_inline(html):
+    """The page as a file Chromium can open without a server: /static/ URLs
+    point at the files themselves."""
+
+    def local(match):
+        found = finders.find(match[2])
+        return f'{match[1]}="{Path(found).as_uri()}"' if found else match[0]
+
+    return re.sub(r'(href|src)="/static/([^"?#]+)"', local, html)
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_dashboard_screenshot_after_a_test_run(live, api, examples, org, tmp_path):
+    install_source("failing", RAISES, {"fail": "fail"})
+    fill_history(org, (examples["text-tools"], examples["stats"]))
+    # And a real run through the cluster: successes and failures of this minute.
+    for text in ("one two", "three four five", "six"):
+        assert api.post("/execute", {"pluginId": "text-tools", "actionName": "wordCount", "params": {"text": text}},
+                        format="json").status_code == 200
+    for _ in range(2):
+        assert api.post("/execute", {"pluginId": "failing", "actionName": "fail"}, format="json").status_code == 500
+
+    client = admin_client()
+    for window in ("hour", "day"):
+        response = client.get(f"/admin/dashboard/?window={window}")
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert html.count('<figure class="chart">') == 5 and "cdn" not in html.lower()
+        assert sum(points(html, "success")) > 0 and max(points(html, "p95")) > 0
+        assert max(points(html, "PLUGIN_ERROR")) > 0 and max(points(html, "cache hits")) > 0
+        page = tmp_path / f"dashboard-{window}.html"
+        page.write_text(static_files_inline(html))
+        shot = screenshot(page.as_uri(), Path(settings.VAR_DIR) / "screenshots" / f"dashboard-{window}.png")
+        assert png_size(shot) == (1400, 1800)
+        # A blank or unstyled page compresses to a few KiB; charts with data do not.
+        assert shot.stat().st_size > 60_000
+    hour = client.get("/admin/dashboard/").content.decode()
+    assert max(points(hour, "queued")) >= 1

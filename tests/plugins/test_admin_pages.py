@@ -1,0 +1,145 @@
+"""The admin pages of every model (they render, read-only models stay read
+only, JSON shown but never the archive) and the actions on API keys and
+plugins. (Organization actions and the execution pages, as the operator's
+console: tests/executions/test_admin_console.py.)"""
+
+import pytest
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from executions.models import Execution
+from plugins.models import Plugin, PluginVersion
+from quotas.authentication import authenticate_key
+from quotas.enforcement import utc_today
+from quotas.models import ApiKey, DailyUsage
+from tests.factories import EXAMPLE_NAMES, KEY_PATTERN
+from tests.plugins.helpers import active_versions, install
+
+
+@pytest.fixture
+def admin_data(examples, org):
+    version = examples[EXAMPLE_NAMES[0]]
+    api_key, _ = ApiKey.issue(org, name="admin-test")
+    usage = DailyUsage.objects.create(organization=org, day=utc_today(), count=7)
+    execution = Execution.objects.create(
+        organization=org,
+        actor_id="person_1",
+        plugin_version=version,
+        action=next(iter(version.manifest["actions"])),
+        params={"document": {"a": 1}},
+        timeout_ms=1000,
+        memory_limit_mb=128,
+        status=Execution.Status.SUCCESS,
+        result={"answer": 42},
+        logs=["started", "done"],
+    )
+    event = AuditEvent.objects.create(
+        type="plugin_action_executed", organization=org, target_id="x", metadata={"k": 1}
+    )
+    return {
+        "quotas.tier": org.tier,
+        "quotas.organization": org,
+        "quotas.apikey": api_key,
+        "quotas.dailyusage": usage,
+        "plugins.plugin": version.plugin,
+        "plugins.pluginversion": version,
+        "executions.execution": execution,
+        "audit.auditevent": event,
+    }
+
+
+MODELS = [
+    "quotas.tier", "quotas.organization", "quotas.apikey", "quotas.dailyusage",
+    "plugins.plugin", "plugins.pluginversion", "executions.execution", "audit.auditevent",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS)
+def test_admin_pages_render(admin_client, admin_data, model):
+    app_label, model_name = model.split(".")
+    changelist = admin_client.get(reverse(f"admin:{app_label}_{model_name}_changelist"))
+    assert changelist.status_code == 200
+    change = admin_client.get(reverse(f"admin:{app_label}_{model_name}_change", args=[admin_data[model].pk]))
+    assert change.status_code == 200
+
+
+@pytest.mark.django_db
+def test_admin_detail_pages_show_json_but_never_the_archive(admin_client, admin_data):
+    version = admin_data["plugins.pluginversion"]
+    page = admin_client.get(reverse("admin:plugins_pluginversion_change", args=[version.pk])).content.decode()
+    assert "&quot;entrypoint&quot;: &quot;plugin.py&quot;" in page
+    assert "plugin.py (" in page  # the file list
+    assert 'name="archive"' not in page
+
+    execution = admin_data["executions.execution"]
+    page = admin_client.get(reverse("admin:executions_execution_change", args=[execution.pk])).content.decode()
+    assert "&quot;answer&quot;: 42" in page and "&quot;done&quot;" in page
+
+    organizations = admin_client.get(reverse("admin:quotas_organization_changelist")).content.decode()
+    assert "7 / 10000" in organizations
+
+
+@pytest.mark.django_db
+def test_admin_finds_an_execution_by_id(admin_client, admin_data):
+    execution = admin_data["executions.execution"]
+    url = reverse("admin:executions_execution_changelist")
+    for term in (str(execution.pk), execution.pk.hex, "person_1"):
+        assert str(execution.pk) in admin_client.get(url, {"q": term}).content.decode()
+    assert str(execution.pk) not in admin_client.get(url, {"q": "someone-else"}).content.decode()
+
+
+@pytest.mark.django_db
+def test_read_only_models_cannot_be_added_or_edited(admin_client, admin_data):
+    for model in ("executions.execution", "audit.auditevent", "quotas.dailyusage", "plugins.pluginversion"):
+        app_label, model_name = model.split(".")
+        assert admin_client.get(reverse(f"admin:{app_label}_{model_name}_add")).status_code == 403
+        url = reverse(f"admin:{app_label}_{model_name}_change", args=[admin_data[model].pk])
+        assert admin_client.post(url, {}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_api_key_add_shows_the_key_once(admin_client, org):
+    add_url = reverse("admin:quotas_apikey_add")
+    assert admin_client.get(add_url).status_code == 200
+    response = admin_client.post(add_url, {"organization": org.pk, "name": "dashboard"}, follow=True)
+    assert response.status_code == 200
+    shown = KEY_PATTERN.findall(response.content.decode())
+    assert len(shown) == 1
+    key = shown[0]
+    record = ApiKey.objects.get(name="dashboard")
+    assert authenticate_key(key).api_key == record
+    assert key.split("_", 2)[2] not in record.hashed_secret
+
+    again = admin_client.get(reverse("admin:quotas_apikey_change", args=[record.pk])).content.decode()
+    assert key not in again and record.prefix in again
+
+
+@pytest.mark.django_db
+def test_admin_revoke_action(admin_client, org):
+    keep, _ = ApiKey.issue(org, name="keep")
+    revoke, _ = ApiKey.issue(org, name="revoke")
+    admin_client.post(
+        reverse("admin:quotas_apikey_changelist"), {"action": "revoke", "_selected_action": [revoke.pk]}
+    )
+    assert ApiKey.objects.get(pk=revoke.pk).is_revoked
+    assert not ApiKey.objects.get(pk=keep.pk).is_revoked
+
+
+@pytest.mark.django_db
+def test_admin_plugin_actions(admin_client):
+    first = install(version="1.0.0")
+    install(version="1.1.0")
+    changelist = reverse("admin:plugins_plugin_changelist")
+    admin_client.post(changelist, {"action": "disable", "_selected_action": [first.plugin.pk]})
+    assert Plugin.objects.get().enabled is False
+    admin_client.post(changelist, {"action": "enable", "_selected_action": [first.plugin.pk]})
+    assert Plugin.objects.get().enabled is True
+
+    versions = reverse("admin:plugins_pluginversion_changelist")
+    admin_client.post(versions, {"action": "activate", "_selected_action": [first.pk]})
+    assert active_versions("echo") == ["1.0.0"]
+    both = list(PluginVersion.objects.values_list("pk", flat=True))
+    response = admin_client.post(versions, {"action": "activate", "_selected_action": both}, follow=True)
+    assert "Select one version of echo" in response.content.decode()
+    assert active_versions("echo") == ["1.0.0"]
