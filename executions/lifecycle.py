@@ -1,24 +1,25 @@
 """The state changes of an execution, each one atomic with its audit event.
 
-queued -> running -> success | error | timeout, or queued -> timeout when the
-run waited too long, or running -> error(WORKER_CRASHED) when the worker that
-held it died. Every transition is a conditional UPDATE on the current status,
-so two processes can never both move the same execution.
+queued -> running (executions.queue.claims) -> success | error | timeout;
+queued -> timeout when the run could not start before its deadline; and when
+the worker that held a run died, running -> queued again (a safe re-run) or
+running -> error (WORKER_CRASHED). Every transition is a conditional UPDATE
+on the current status, so two processes can never both move the same
+execution.
 """
 
 import datetime as dt
-import os
-import socket
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit.events import record_event
 from audit.models import AuditEvent
 from quotas.enforcement import usage_today
 
-from . import metrics
+from . import metrics, recovery
 from .models import Execution, ExecutionAttempt
 from .queue.wakeups import wake
 
@@ -28,28 +29,6 @@ WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finis
 def lease_until(now, timeout_ms):
     """When a run started at `now` is presumed to have lost its worker."""
     return now + dt.timedelta(milliseconds=timeout_ms, seconds=settings.EXECUTION_LEASE_GRACE_SECONDS)
-
-
-def start_execution(execution_id):
-    """Claim a queued execution for this worker; None if it is not ours to run.
-
-    A task delivered again for a run still marked running means the worker
-    that had it died (django-q2 redelivers only then): that run is closed as
-    WORKER_CRASHED instead of being run twice.
-    """
-    now = timezone.now()
-    timeout_ms = Execution.objects.filter(pk=execution_id).values_list("timeout_ms", flat=True).first()
-    if timeout_ms is None:
-        return None
-    if Execution.objects.filter(pk=execution_id, status=Execution.Status.QUEUED).update(
-        status=Execution.Status.RUNNING, started_at=now, worker=f"{socket.gethostname()}:{os.getpid()}",
-        lease_expires_at=lease_until(now, timeout_ms),
-    ):
-        return Execution.objects.with_plugin().get(pk=execution_id)
-    orphan = Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).first()
-    if orphan is not None:
-        finish_execution(orphan, status=Execution.Status.ERROR, error_type="WORKER_CRASHED", error_message=WORKER_LOST_MESSAGE)
-    return None
 
 
 def finish_execution(
@@ -85,6 +64,7 @@ def finish_execution(
         execution_time_ms=execution_time_ms,
         peak_memory_bytes=peak_memory_bytes,
         cpu_time_ms=cpu_time_ms,
+        sealed_secrets="",
     )
     with transaction.atomic():
         changed = Execution.objects.filter(
@@ -104,6 +84,11 @@ def finish_execution(
 def execution_topic(execution_id):
     """What a caller waiting for this execution to end is woken through."""
     return f"run-{execution_id}"
+
+
+def queue_topic(priority):
+    """What the workers of a priority are woken through when a run is queued."""
+    return f"queue-{priority}"
 
 
 def record_answered_execution(quota, **fields):
@@ -163,35 +148,79 @@ def renew_lease(execution, retries):
     )
 
 
-def reclaim_expired_leases(organization=None):
-    """Close runs whose worker died: still `running` past their lease.
+def give_back_lost_run(execution, reason):
+    """The worker holding `execution` died. Run it again when that is safe
+    (an idempotent action, retries and time left in its budget: counted as a
+    retry, with the lost attempt recorded), else close it as WORKER_CRASHED.
+    Returns "requeued", "crashed", or None if it was no longer running."""
+    action = execution.plugin_version.manifest["actions"][execution.action]
+    now = timezone.now()
+    spent_ms = (now - (execution.started_at or now)).total_seconds() * 1000
+    left_ms = execution.timeout_ms - spent_ms
+    message = f"{WORKER_LOST_MESSAGE} ({reason})"
+    if recovery.should_retry("WORKER_CRASHED", action, execution.retry_count) and left_ms >= recovery.MIN_ATTEMPT_MS:
+        with transaction.atomic():
+            requeued = Execution.objects.filter(
+                pk=execution.pk, status=Execution.Status.RUNNING, worker=execution.worker
+            ).update(status=Execution.Status.QUEUED, worker="", lease_expires_at=None, retry_count=F("retry_count") + 1)
+            if requeued:
+                number = execution.attempts.count() + 1
+                ExecutionAttempt.objects.create(
+                    execution=execution, number=number, status=Execution.Status.ERROR, error_type="WORKER_CRASHED",
+                    error_message=message, started_at=execution.started_at or now, finished_at=now,
+                )
+                record_lost_run(execution, reason, "requeued")
+                transaction.on_commit(lambda: wake(queue_topic(execution.priority)))
+        return "requeued" if requeued else None
+    with transaction.atomic():
+        closed = finish_execution(
+            execution,
+            status=Execution.Status.ERROR,
+            error_type="WORKER_CRASHED",
+            error_message=message,
+            retry_count=execution.retry_count,
+            from_statuses=(Execution.Status.RUNNING,),
+        )
+        if closed:
+            record_lost_run(execution, reason, "crashed")
+    return "crashed" if closed else None
 
-    This is what frees the concurrent slot such a run holds; the queue would
-    only redeliver its task minutes later.
+
+def record_lost_run(execution, reason, outcome):
+    record_event(
+        AuditEvent.Type.EXECUTION_RECOVERED,
+        organization=execution.organization,
+        actor_id="reaper",
+        target_id=str(execution.pk),
+        metadata={"executionId": str(execution.pk), "worker": execution.worker, "reason": reason, "outcome": outcome,
+                  "retryCount": execution.retry_count},
+    )
+    transaction.on_commit(lambda: metrics.LOST_RUNS.labels(outcome).inc())
+
+
+def reclaim_expired_leases(organization=None, priority=None):
+    """Give back or close runs whose worker died elsewhere: still running past their lease.
+
+    This is what frees the concurrent slot such a run holds when no cluster
+    of its node is left to notice the death at once.
     """
     expired = Execution.objects.filter(status=Execution.Status.RUNNING, lease_expires_at__lt=timezone.now())
     if organization is not None:
         expired = expired.filter(organization=organization)
+    if priority is not None:
+        expired = expired.filter(priority=priority)
     if not expired.exists():
         return 0  # the common case, answered by the index alone
-    reclaimed = 0
-    for execution in expired.with_plugin():
-        reclaimed += finish_execution(
-            execution,
-            status=Execution.Status.ERROR,
-            error_type="WORKER_CRASHED",
-            error_message=f"{WORKER_LOST_MESSAGE} (its lease expired)",
-            from_statuses=(Execution.Status.RUNNING,),
-        )
-    return reclaimed
+    return sum(give_back_lost_run(execution, "its lease expired") is not None for execution in expired.with_plugin())
 
 
-def expire_queued_execution(execution, waited_seconds):
-    """Close a run that never left the queue within its caller's patience."""
+def expire_unstarted(execution):
+    """Close a run that could not start before its start deadline."""
+    waited = (timezone.now() - execution.queued_at).total_seconds()
     return finish_execution(
         execution,
         status=Execution.Status.TIMEOUT,
         error_type="TIMEOUT",
-        error_message=f"the execution waited {waited_seconds:.0f} s in the queue without starting",
+        error_message=f"the execution waited {waited:.0f} s in the queue without starting",
         from_statuses=(Execution.Status.QUEUED,),
     )

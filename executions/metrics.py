@@ -32,6 +32,9 @@ MEMORY = Histogram(
 ERRORS = Counter("plugin_errors_total", "Executions that ended in an error, by type.", ["plugin_id", "error_type"])
 TIMEOUTS = Counter("plugin_timeouts_total", "Executions that ended in TIMEOUT.", ["plugin_id"])
 RETRIES = Counter("plugin_retries_total", "Retry attempts made by executions that ended.", ["plugin_id"])
+LOST_RUNS = Counter(
+    "worker_lost_runs_total", "Runs whose worker died, by what became of them: requeued or crashed.", ["outcome"],
+)
 QUEUE_WAIT = Histogram(
     "worker_pool_queue_wait_seconds",
     "Time from admission to a worker taking the run (to its expiry, for a run that never left the queue).",

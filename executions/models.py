@@ -14,6 +14,10 @@ class ExecutionQuerySet(models.QuerySet):
         """Runs queued or running: what holds an organization's concurrent slots."""
         return self.filter(status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING])
 
+    def claimable(self, priority, now):
+        """Queued runs of one priority that may still start, oldest first."""
+        return self.filter(status=Execution.Status.QUEUED, priority=priority, start_deadline__gt=now).order_by("queued_at")
+
 
 class Execution(models.Model):
     class Status(models.TextChoices):
@@ -35,6 +39,15 @@ class Execution(models.Model):
     params = models.JSONField(default=dict)
     timeout_ms = models.PositiveIntegerField()
     memory_limit_mb = models.PositiveIntegerField()
+    # The queue: a queued execution is taken by a worker of its priority's
+    # cluster (executions.queue.claims); it must start before start_deadline.
+    priority = models.CharField(max_length=10, default="low", help_text="Its tier's priority when it was admitted.")
+    start_deadline = models.DateTimeField(
+        null=True, blank=True, help_text="A run not started by then waited too long and ends as TIMEOUT."
+    )
+    sealed_secrets = models.TextField(
+        blank=True, editable=False, help_text="The request's own secrets, encrypted, until the run ends."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error_type = models.CharField(max_length=40, blank=True, db_index=True)
     error_message = models.TextField(blank=True)
@@ -64,7 +77,10 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-queued_at"]
-        indexes = [models.Index(fields=["organization", "-queued_at"])]
+        indexes = [
+            models.Index(fields=["organization", "-queued_at"]),
+            models.Index(fields=["status", "priority", "queued_at"], name="execution_queue"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "idempotency_key"],

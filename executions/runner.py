@@ -62,6 +62,15 @@ def sandbox_client():
         return _client
 
 
+def close_sandbox_client():
+    """Stop this process's fork-server, releasing its slot (uid lock, cgroups)."""
+    global _client
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+            _client = None
+
+
 def memory_limit_mb(organization, manifest):
     """The manifest may ask for less or more, never above the operator's or tier's ceiling."""
     ceiling = organization.tier.max_memory_mb or settings.MAX_MEMORY_MB

@@ -1,14 +1,13 @@
 """From a validated request to a queued execution, and back to its outcome."""
 
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
-import time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 from jsonschema import Draft202012Validator
 
 from audit.events import record_event
@@ -21,11 +20,11 @@ from . import breaker, cache, lifecycle, recovery
 from .cache import canonical_json
 from .models import Execution
 from .queue.sealed_secrets import seal_secrets
-from .queue.wakeups import Waiter
+from .queue.wakeups import Waiter, wake
 from .runner import host_layers, memory_limit_mb, missing_host_layers, secrets_for_run
 
-# How long a synchronous caller waits for a run to leave the queue, beyond
-# the run's own timeout, before the run is given up as TIMEOUT.
+# How long a queued run may wait to start, beyond its own timeout, before it
+# ends as TIMEOUT (its start deadline).
 QUEUE_PATIENCE_SECONDS = 10
 
 
@@ -140,12 +139,10 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
         raise EngineError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
                           retry_after=2)
     lifecycle.reclaim_expired_leases(organization)
-    sealed = seal_secrets(secrets)
     with quota_refusals(fields):
         with transaction.atomic():
             quota = admit(organization, count_in_flight)
-            execution = Execution.objects.create(**fields)
-            enqueue(execution, sealed)
+            execution = enqueue(fields, seal_secrets(secrets))
     return execution, quota
 
 
@@ -211,42 +208,41 @@ class IdempotentReplay(Exception):
         self.execution = execution
 
 
-def enqueue(execution, sealed_secrets):
-    """Put the run on its priority's queue, in the caller's transaction.
-
-    The ORM broker's queue is a table of the same database, so the task, the
-    execution and its quota commit together or not at all: a process dying
-    between them can't leave a queued execution no worker will ever see.
-    """
-    async_task(
-        "executions.tasks.run_execution",
-        str(execution.id),
-        sealed_secrets,
-        task_name=f"execution-{execution.id}",
-        timeout=settings.Q_CLUSTER_TIMEOUT,
-        cluster=settings.PRIORITY_CLUSTERS[execution.organization.tier.priority],
+def enqueue(fields, sealed_secrets):
+    """Queue one run, in the caller's transaction: the queued execution is the
+    queue's entry (executions.queue.claims), so the run, its quota and its
+    place in the queue commit together or not at all. Its priority's workers
+    on this node are woken when it commits."""
+    now = timezone.now()
+    priority = fields["organization"].tier.priority
+    execution = Execution.objects.create(
+        **fields,
+        priority=priority,
+        start_deadline=now + dt.timedelta(milliseconds=fields["timeout_ms"], seconds=QUEUE_PATIENCE_SECONDS),
+        sealed_secrets=sealed_secrets or "",
     )
+    transaction.on_commit(lambda: wake(lifecycle.queue_topic(priority)))
+    return execution
 
 
 def wait_for_outcome(execution):
     """Block until the run ends and return it. A run still queued past its
-    timeout plus QUEUE_PATIENCE_SECONDS is expired; a running one is waited
-    for while its worker's lease holds (retries renew it), and reclaimed as
-    WORKER_CRASHED when the lease runs out. The worker wakes us when it
-    records the end; the database is looked at again at least every
-    EXECUTION_IDLE_POLL_SECONDS in case a wake-up is lost."""
-    submitted = time.monotonic()
-    give_up_queued_at = submitted + execution.timeout_ms / 1000 + QUEUE_PATIENCE_SECONDS
+    start deadline is expired; a running one is waited for while its
+    worker's lease holds (retries renew it), and given back when the lease
+    runs out. The worker wakes us when it records the end; the database is
+    looked at again at least every EXECUTION_IDLE_POLL_SECONDS in case a
+    wake-up is lost."""
     executions = Execution.objects.with_plugin()
     with Waiter(lifecycle.execution_topic(execution.pk)) as waiter:
         while True:
             current = executions.get(pk=execution.pk)
             if current.is_terminal:
                 return current
-            if current.status == Execution.Status.QUEUED and time.monotonic() > give_up_queued_at:
-                lifecycle.expire_queued_execution(current, time.monotonic() - submitted)
+            now = timezone.now()
+            if current.status == Execution.Status.QUEUED and current.start_deadline < now:
+                lifecycle.expire_unstarted(current)
                 continue
-            if current.lease_expires_at and current.lease_expires_at < timezone.now():
+            if current.lease_expires_at and current.lease_expires_at < now:
                 lifecycle.reclaim_expired_leases(current.organization)
                 continue
             waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)

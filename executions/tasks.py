@@ -1,4 +1,4 @@
-"""django-q2 task entry points (run inside qcluster worker processes)."""
+"""What a cluster's worker does with the run it claimed (executions.queue.worker)."""
 
 import logging
 import time
@@ -13,12 +13,10 @@ from .runner import run_in_sandbox
 logger = logging.getLogger(__name__)
 
 
-def run_execution(execution_id, sealed_secrets=None):
-    execution = lifecycle.start_execution(execution_id)
-    if execution is None:
-        return
+def run_claimed(execution):
+    """Run an execution this worker has marked running, to its end."""
     try:
-        secrets = unseal_secrets(sealed_secrets)
+        secrets = unseal_secrets(execution.sealed_secrets or None)
     except SecretsUnreadable as error:
         lifecycle.finish_execution(execution, status="error", error_type="INTERNAL_ERROR", error_message=str(error))
         return
@@ -27,7 +25,7 @@ def run_execution(execution_id, sealed_secrets=None):
     except Exception:
         # Whatever went wrong on the host side, the record must not stay
         # "running": close it as a crash of the worker's side, retryable.
-        logger.exception("execution %s failed on the host side", execution_id)
+        logger.exception("execution %s failed on the host side", execution.pk)
         lifecycle.finish_execution(
             execution, status="error", error_type="WORKER_CRASHED", error_message="the worker failed while running this execution"
         )
@@ -46,8 +44,11 @@ def run_with_retries(execution, secrets):
     """
     plugin = execution.plugin_version.plugin
     action = execution.plugin_version.manifest["actions"][execution.action]
-    deadline = time.monotonic() + execution.timeout_ms / 1000
-    retries = 0
+    # The timeout is the budget of the whole execution, from its first start:
+    # a run given back after its worker died has only what is left.
+    spent = (timezone.now() - execution.started_at).total_seconds()
+    deadline = time.monotonic() + execution.timeout_ms / 1000 - spent
+    retries = execution.retry_count
     while True:
         remaining_ms = (deadline - time.monotonic()) * 1000
         attempt_ms = max(1, round(min(action.get("timeoutMs") or execution.timeout_ms, remaining_ms)))

@@ -65,7 +65,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "django_prometheus",
     # The project's apps, each depending only on those above it.
     "core",
@@ -74,6 +73,9 @@ INSTALLED_APPS = [
     "plugins",
     "executions",
     "observability",
+    # After executions, whose `qcluster` command (the engine's cluster) takes
+    # precedence over django-q2's own.
+    "django_q",
 ]
 
 MIDDLEWARE = [
@@ -231,38 +233,37 @@ PLUGIN_REQUIRE_SIGNATURE = env_bool("PLUGIN_REQUIRE_SIGNATURE", False)
 # encrypts and all decrypt. Empty: one derived from SECRET_KEY.
 SECRETS_ENCRYPTION_KEYS = env_list("SECRETS_ENCRYPTION_KEY")
 
-# django-q2: the ORM broker keeps delivery receipts, so a run whose worker is
-# killed is delivered again after `retry` seconds; that must exceed the
-# longest task so a healthy run is never delivered twice. Retries of failed
-# runs are decided per execution, never by django-q2.
-#
-# Priority: one cluster (one queue, its own workers) per tier priority, so a
+# django-q2 clusters, one per tier priority (one queue, its own workers), so a
 # high-priority run never waits behind a low-priority backlog. Every
-# `qcluster` process serves the cluster named by its Q_CLUSTER_NAME.
-Q_CLUSTER_TIMEOUT = MAX_TIMEOUT_MS // 1000 + 30
+# `qcluster` process serves the cluster named by its Q_CLUSTER_NAME; its
+# workers take runs straight from the executions table
+# (executions.queue.cluster), so django-q2's broker carries no task: it only
+# holds the clusters' heartbeats (in the cache).
 PRIORITY_CLUSTERS = {"high": "executor-high", "medium": "executor-medium", "low": "executor-low"}
 PRIORITY_WORKERS = {
     "high": env_int("WORKERS_HIGH", max(1, MAX_WORKERS * 4 // 10)),
     "medium": env_int("WORKERS_MEDIUM", max(1, MAX_WORKERS * 3 // 10)),
     "low": env_int("WORKERS_LOW", max(1, MAX_WORKERS * 3 // 10)),
 }
+# Each cluster's sentinel sweeps its queue this often: runs of dead workers,
+# expired leases, queued runs past their start deadline (executions.reaper).
+REAPER_INTERVAL_SECONDS = float(env_str("REAPER_INTERVAL_SECONDS", "1"))
+# On SIGTERM a cluster lets its workers finish their runs for this long, then
+# kills them and gives their runs back.
+SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 30)
 Q_CLUSTER = {
     "name": "executor",
     "orm": "default",
     "workers": MAX_WORKERS,
     "recycle": WORKER_RECYCLE,
-    "timeout": Q_CLUSTER_TIMEOUT,
-    "retry": Q_CLUSTER_TIMEOUT + 30,
-    "max_attempts": 1,
-    "ack_failures": True,
-    "save_limit": -1,
-    # Waits happen in the broker (executions.queue.broker), woken per task.
-    "broker_class": "executions.queue.broker.WakeableORMBroker",
-    "poll": 0,
+    # No task goes through django-q2's broker; these only keep its
+    # configuration check quiet (each run is timed by its worker's sentinel).
+    "timeout": MAX_TIMEOUT_MS // 1000 + 30,
+    "retry": MAX_TIMEOUT_MS // 1000 + 60,
     "catch_up": False,
     "label": "Task queue",
     "ALT_CLUSTERS": {
-        cluster: {"workers": PRIORITY_WORKERS[priority], "queue_limit": PRIORITY_WORKERS[priority]}
+        cluster: {"workers": PRIORITY_WORKERS[priority]}
         for priority, cluster in PRIORITY_CLUSTERS.items()
     },
 }

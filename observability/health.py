@@ -7,8 +7,8 @@ import psutil
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django_q.models import OrmQ
 
+from executions.models import Execution
 from executions.runner import host_layers, missing_host_layers, required_layers
 
 from .stats import live_clusters
@@ -31,7 +31,7 @@ def check_cache():
 
 
 def check_broker():
-    queued = OrmQ.objects.count()
+    queued = Execution.objects.filter(status=Execution.Status.QUEUED).count()
     state = DEGRADED if queued >= settings.QUEUE_LIMIT else HEALTHY
     return state, {"queued": queued, "limit": settings.QUEUE_LIMIT}
 

@@ -1,7 +1,7 @@
-"""Request-level secrets travel from the web process to a worker inside the
-queued task, which the ORM broker keeps in the database until the task is
-taken: they are sealed with a key derived from SECRET_KEY so that the
-database never holds them in clear, and are never written anywhere else."""
+"""Request-level secrets travel from the web process to a worker in the
+queued execution's row, until the run ends: they are sealed with a key
+derived from SECRET_KEY so that the database never holds them in clear, and
+are never written anywhere else."""
 
 import base64
 import hashlib
@@ -15,7 +15,9 @@ MAX_SEALED_AGE_SECONDS = 24 * 3600
 
 
 def _fernet():
-    key = hashlib.sha256(b"executions.queue.sealed_secrets:" + settings.SECRET_KEY.encode()).digest()
+    # The label is fixed (it names the module that first did this), so that
+    # secrets sealed by an older release still open.
+    key = hashlib.sha256(b"executions.transport:" + settings.SECRET_KEY.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
 

@@ -13,6 +13,7 @@ import itertools
 import os
 import select
 import socket
+import struct
 import time
 
 from django.conf import settings
@@ -91,3 +92,32 @@ def wake(topic):
                 continue
     finally:
         sender.close()
+
+
+class SharedWaiter(Waiter):
+    """A wake-up socket shared by several processes (a cluster's workers,
+    which inherit it): each wake-up wakes one of those blocked in `take`,
+    the kernel's datagram receive being an exclusive wait. A process killed
+    while waiting holds no lock: the others go on."""
+
+    def __init__(self, topic):
+        super().__init__(topic)
+        if self.sock is not None:
+            # Blocking in the kernel's receive, bounded by SO_RCVTIMEO; the
+            # flag belongs to the socket every holder shares.
+            self.sock.setblocking(True)
+
+    def take(self, timeout):
+        """Wait for one wake-up, at most `timeout` seconds; True if taken."""
+        if self.sock is None:
+            time.sleep(timeout)
+            return False
+        seconds = int(timeout)
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+        )
+        try:
+            self.sock.recv(64)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return False
+        return True

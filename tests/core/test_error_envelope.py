@@ -150,27 +150,30 @@ def test_missing_required_layer_refuses_runs_naming_it(api, examples, monkeypatc
 
 
 @pytest.mark.django_db
-def test_a_run_and_its_queued_task_are_stored_together(api, examples):
-    from django_q.models import OrmQ
-
+def test_a_queued_run_is_its_own_place_in_the_queue(api, examples):
     from executions.models import Execution
 
-    body = {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}, "async": True}
+    body = {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}, "async": True,
+            "secrets": {"TOKEN": "s3cret-value"}, "timeout": 5000}
     response = execute(api, body)
     assert response.status_code == 202
-    assert Execution.objects.count() == 1 and OrmQ.objects.count() == 1
+    execution = Execution.objects.get()
+    assert execution.status == "queued" and execution.priority == "medium"  # the pro tier's priority
+    assert abs((execution.start_deadline - execution.queued_at).total_seconds() - 15) < 0.5  # timeout + patience
+    # The request's secrets wait with the run, sealed: never in clear.
+    assert execution.sealed_secrets and "s3cret-value" not in execution.sealed_secrets
 
 
 @pytest.mark.django_db
-def test_a_queue_that_refuses_the_task_leaves_no_run_and_no_quota_used(api, examples, monkeypatch):
+def test_a_queue_that_refuses_the_run_leaves_no_run_and_no_quota_used(api, examples, monkeypatch):
     from executions import submission
     from executions.models import Execution
     from quotas.models import DailyUsage
 
     def broken_queue(*args, **kwargs):
-        raise ConnectionError("broker unavailable")
+        raise ConnectionError("database went away")
 
-    monkeypatch.setattr(submission, "async_task", broken_queue)
+    monkeypatch.setattr(submission, "enqueue", broken_queue)
     body = {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}, "async": True}
     assert_error(execute(api, body), 500, "INTERNAL_ERROR")
     assert not Execution.objects.exists()

@@ -1,0 +1,18 @@
+import sys
+
+from django.core.management.base import BaseCommand
+
+from executions.queue.cluster import ExecutionCluster
+
+
+class Command(BaseCommand):
+    help = (
+        "Start the django-q2 cluster of one priority (Q_CLUSTER_NAME: executor-high, executor-medium or "
+        "executor-low), its workers taking runs from the executions table. SIGTERM or Ctrl-C drains it."
+    )
+
+    def handle(self, *args, **options):
+        status = ExecutionCluster().serve()
+        if status:
+            self.stderr.write("the cluster's sentinel died; exiting so that the supervisor restarts the cluster")
+            sys.exit(status)

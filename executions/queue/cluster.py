@@ -1,0 +1,230 @@
+"""The engine's django-q2 cluster: one per priority, its workers taking runs
+straight from the executions table.
+
+django-q2's stock cluster hands tasks from a pusher process to its workers
+through a multiprocessing.Queue, and results back to a monitor through
+another. A worker SIGKILLed while blocked in that queue's get() dies
+holding the queue's read lock (a POSIX semaphore nobody releases), and every
+other worker of the cluster, reincarnated ones included, then waits on it
+forever while the heartbeat stays fresh; tasks the pusher had taken stay
+locked in the broker until its `retry` (minutes). So this cluster keeps
+django-q2's process model and its heartbeat (`Stat`, which /health, /stats
+and the admin read), and replaces what passes between processes:
+
+- each worker claims its next run itself (executions.queue.claims): no
+  pusher, no monitor, no prefetched task to strand;
+- a worker's timer is lock-free shared memory that only the worker writes:
+  the sentinel reads it and never takes a lock a dead worker could hold;
+- the sentinel gives back a dead worker's run at once (run again when safe,
+  else WORKER_CRASHED), reaps the whole queue every REAPER_INTERVAL_SECONDS,
+  and stops on SIGTERM by draining: workers finish their runs for up to
+  SHUTDOWN_GRACE_SECONDS, what is left is given back;
+- workers die with their sentinel, and the sentinel with its cluster's main
+  process (PR_SET_PDEATHSIG), so no orphan keeps working unwatched.
+"""
+
+import logging
+import os
+import signal
+import time
+import uuid
+from multiprocessing import Event, RawValue
+
+from django import db
+from django.conf import settings
+from django_q.cluster import Cluster, Sentinel, get_mp_context
+from django_q.conf import Conf
+from django_q.humanhash import humanize
+from django_q.status import Stat
+
+from .. import reaper
+from ..lifecycle import queue_topic
+from .wakeups import SharedWaiter
+from .worker import IDLE, RECYCLED, serve, signal_when_parent_dies
+
+try:
+    from prometheus_client import multiprocess as prometheus_multiprocess
+except ImportError:  # pragma: no cover - prometheus_client is a requirement
+    prometheus_multiprocess = None
+
+logger = logging.getLogger(__name__)
+
+
+def cluster_priority():
+    """The priority this process's cluster serves (Q_CLUSTER_NAME)."""
+    priorities = {cluster: priority for priority, cluster in settings.PRIORITY_CLUSTERS.items()}
+    try:
+        return priorities[Conf.CLUSTER_NAME]
+    except KeyError:
+        raise RuntimeError(
+            f"Q_CLUSTER_NAME={Conf.CLUSTER_NAME!r} names no priority's cluster; one of: {', '.join(priorities)}"
+        ) from None
+
+
+class ExecutionSentinel(Sentinel):
+    def __init__(self, stop_event, start_event, cluster_id, broker=None, timeout=None, start=True):
+        # django-q2's task and result queues are created, but stay empty: no
+        # process of this cluster reads or writes them (module docstring).
+        super().__init__(stop_event, start_event, cluster_id, broker, timeout, start=False)
+        self.priority = cluster_priority()
+        self.started = False
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal_when_parent_dies(signal.SIGTERM)
+        self.wakeups = SharedWaiter(queue_topic(self.priority))
+        if start:
+            self.start()
+
+    def request_stop(self, signum, frame):
+        self.stopping = True
+
+    def name_for_logs(self):
+        return humanize(self.cluster_id.hex) + f" [{self.queue_name()}]"
+
+    # -- the pool ---------------------------------------------------------------
+
+    def spawn_cluster(self):
+        self.pool = []
+        Stat(self).save()
+        db.connections.close_all()
+        for __ in range(self.pool_size):
+            self.spawn_worker()
+
+    def spawn_worker(self):
+        timer = RawValue("d", IDLE)
+        process = get_mp_context().Process(
+            target=serve, args=(self.priority, timer, self.wakeups, Conf.RECYCLE), name=f"Process-{uuid.uuid4().hex}"
+        )
+        process.daemon = True
+        process.timer = timer
+        self.pool.append(process)
+        process.start()
+        return process
+
+    def replace_worker(self, process):
+        """A worker ended: give back the run it held, start another one."""
+        self.pool.remove(process)
+        process.join()
+        if prometheus_multiprocess is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            prometheus_multiprocess.mark_process_dead(process.pid)
+        if process.timer.value == RECYCLED:
+            logger.info("recycled worker %s", process.name)
+        else:
+            self.reincarnations += 1
+            logger.critical("worker %s (pid %s) died (exit code %s); replacing it", process.name, process.pid,
+                            process.exitcode)
+            self.give_back_runs_of({process.pid})
+        if not self.stopping:
+            db.connections.close_all()
+            self.spawn_worker()
+
+    def give_back_runs_of(self, pids):
+        try:
+            reaper.give_back_runs_of_dead_workers(self.priority, dead_pids=pids)
+        except db.DatabaseError:
+            logger.exception("could not give back the runs of workers %s", sorted(pids))
+
+    # -- watching -----------------------------------------------------------------
+
+    def status(self):
+        if not self.started:
+            return Conf.STARTING
+        if self.stopping:
+            return Conf.STOPPING if self.pool else Conf.STOPPED
+        return Conf.WORKING if any(p.timer.value > 0 for p in self.pool) else Conf.IDLE
+
+    def guard(self):
+        logger.info("%s guarding cluster %s", self.name, self.name_for_logs())
+        self.started = True
+        self.start_event.set()
+        Stat(self).save()
+        logger.info("Q Cluster %s running.", self.name_for_logs())
+        cycle = Conf.GUARD_CYCLE
+        next_reap = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            for process in list(self.pool):
+                if not process.is_alive():
+                    self.replace_worker(process)
+                elif 0 < process.timer.value < now:
+                    logger.critical("worker %s passed its run's timeout; killing it", process.name)
+                    process.kill()
+            if now >= next_reap:
+                self.reap()
+                next_reap = now + settings.REAPER_INTERVAL_SECONDS
+            Stat(self).save()
+            time.sleep(cycle)
+        self.stop()
+
+    def reap(self):
+        try:
+            done = reaper.reap(self.priority)
+        except db.DatabaseError:
+            logger.exception("the %s queue's reaper failed", self.priority)
+            return
+        if any(done.values()):
+            logger.warning("reaper (%s): %s", self.priority, done)
+
+    def stop(self):
+        """Drain: workers finish the runs they hold, for up to SHUTDOWN_GRACE_SECONDS;
+        the runs of those still busy then are given back."""
+        self.stopping = True
+        logger.info("%s stopping cluster %s", self.name, self.name_for_logs())
+        for process in self.pool:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS
+        while any(p.is_alive() for p in self.pool) and time.monotonic() < deadline:
+            Stat(self).save()
+            time.sleep(0.1)
+        overdue = {p.pid for p in self.pool if p.is_alive()}
+        for process in self.pool:
+            if process.pid in overdue:
+                logger.warning("worker %s still busy after %s s; killing it", process.name, settings.SHUTDOWN_GRACE_SECONDS)
+                process.kill()
+            process.join()
+        if overdue:
+            self.give_back_runs_of(overdue)
+        self.pool = []
+        self.wakeups.close()
+        Stat(self).save()
+        logger.info("Q Cluster %s stopped.", self.name_for_logs())
+
+
+class ExecutionCluster(Cluster):
+    """django-q2's Cluster (the `qcluster` main process) with the engine's sentinel."""
+
+    def start(self):
+        self.stop_event = Event()
+        self.start_event = Event()
+        self.sentinel = get_mp_context().Process(
+            target=ExecutionSentinel,
+            name=f"Process-{uuid.uuid4().hex}",
+            args=(self.stop_event, self.start_event, self.cluster_id, self.broker, self.timeout),
+        )
+        self.sentinel.start()
+        logger.info("Q Cluster %s starting.", self.name)
+        while not self.start_event.is_set():
+            if not self.sentinel.is_alive():
+                raise RuntimeError(f"Q Cluster {self.name} failed to start: sentinel exited with code {self.sentinel.exitcode}")
+            time.sleep(0.1)
+        return self.pid
+
+    def stop(self):
+        """Ask the sentinel to drain and wait for it (SIGTERM: it shares no lock with us)."""
+        self.stopping = True
+        if self.sentinel is None or not self.sentinel.is_alive():
+            return False
+        logger.info("Q Cluster %s stopping.", self.name)
+        os.kill(self.sentinel.pid, signal.SIGTERM)
+        self.sentinel.join()
+        logger.info("Q Cluster %s has stopped.", self.name)
+        return True
+
+    def serve(self):
+        """Start, then wait for the sentinel: returns the process's exit status,
+        non-zero if the sentinel died without being asked to stop."""
+        self.stopping = False
+        self.start()
+        self.sentinel.join()
+        return 0 if self.stopping else 1

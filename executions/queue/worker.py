@@ -1,0 +1,69 @@
+"""A cluster's worker process: take the oldest queued run of its priority,
+run it to its end, repeat (executions.queue.cluster starts and watches it).
+
+It shares nothing with the other workers but a wake-up socket, whose
+receive holds no lock: killed at any instant, it leaves at most the one run
+it had marked running, which its sentinel gives back at once.
+"""
+
+import ctypes
+import logging
+import signal
+import time
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from .. import runner
+from ..tasks import run_claimed
+from .claims import claim_next
+
+logger = logging.getLogger(__name__)
+
+# A worker's timer, read by its sentinel: the monotonic time by which its
+# current run must have ended, or one of these.
+IDLE = -1.0
+RECYCLED = -2.0
+
+PR_SET_PDEATHSIG = 1
+# A claim that failed on the database side (locked past its busy timeout,
+# the server gone) is tried again after this long.
+CLAIM_RETRY_SECONDS = 1.0
+
+
+def signal_when_parent_dies(signum):
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
+
+
+def serve(priority, timer, wakeups, recycle):
+    """The worker's life: runs until SIGTERM (after the run in progress),
+    `recycle` runs, or its sentinel's death (which sends it SIGTERM)."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal_when_parent_dies(signal.SIGTERM)
+    runs = 0
+    try:
+        while not stopping:
+            try:
+                execution = claim_next(priority)
+            except DatabaseError:
+                logger.exception("could not take a run from the %s queue", priority)
+                close_old_connections()
+                time.sleep(CLAIM_RETRY_SECONDS)
+                continue
+            if execution is None:
+                wakeups.take(settings.QUEUE_IDLE_POLL_SECONDS)
+                continue
+            timer.value = time.monotonic() + execution.timeout_ms / 1000 + settings.EXECUTION_LEASE_GRACE_SECONDS
+            try:
+                run_claimed(execution)
+            finally:
+                timer.value = IDLE
+            runs += 1
+            if recycle and runs >= recycle:
+                timer.value = RECYCLED
+                break
+    finally:
+        # A process started by multiprocessing ends without atexit handlers.
+        runner.close_sandbox_client()
