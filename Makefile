@@ -35,20 +35,19 @@ setup: system-deps $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py collectstatic --noinput -v 0
 
-# Web (gunicorn) and one django-q2 cluster per priority, until Ctrl-C stops them all.
+# Web (gunicorn) and one django-q2 cluster per priority under supervisord,
+# which restarts any of them that dies; one Ctrl-C or one SIGTERM to make
+# stops everything, clusters draining their runs (docs/operations.md).
+SERVICE_VAR_DIR := $(abspath $(or $(VAR_DIR),var))
+SHUTDOWN_GRACE_SECONDS ?= 30
 run: setup
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python manage.py seed_demo
-	@# Each service runs in a session of its own, so Ctrl-C reaches only this
-	@# shell, which then stops each one with a single SIGTERM (a second signal
-	@# while a qcluster is stopping can leave it hanging).
-	@pids=""; \
-	trap 'trap - INT TERM EXIT; kill $$pids 2>/dev/null; wait' INT TERM EXIT; \
-	setsid $(BIN)/gunicorn -c executor_project/gunicorn.conf.py executor_project.wsgi & pids="$$pids $$!"; \
-	for cluster in executor-high executor-medium executor-low; do \
-		Q_CLUSTER_NAME=$$cluster setsid $(BIN)/python manage.py qcluster & pids="$$pids $$!"; \
-	done; \
-	wait
+	@mkdir -p "$(SERVICE_VAR_DIR)/run" "$(SERVICE_VAR_DIR)/log"
+	SERVICE_ROOT="$(CURDIR)" SERVICE_BIN="$(abspath $(BIN))" VAR_DIR="$(SERVICE_VAR_DIR)" \
+	SHUTDOWN_GRACE_SECONDS=$(SHUTDOWN_GRACE_SECONDS) \
+	CLUSTER_STOP_WAIT_SECONDS=$$(( $(SHUTDOWN_GRACE_SECONDS) + 15 )) WEB_STOP_WAIT_SECONDS=45 \
+	exec $(BIN)/supervisord -c deploy/supervisord.conf
 
 test: setup test-deps
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"

@@ -17,6 +17,7 @@ class AuditEvent(models.Model):
         EGRESS_REQUEST = "egress_request"
         OWNER_NOTIFIED = "owner_notified"
         EXECUTION_RECOVERED = "execution_recovered"
+        PROCESS_RESTARTED = "process_restarted"
 
     type = models.CharField(max_length=40, choices=Type.choices, db_index=True)
     actor_id = models.CharField(max_length=200, blank=True)

@@ -35,6 +35,11 @@ RETRIES = Counter("plugin_retries_total", "Retry attempts made by executions tha
 LOST_RUNS = Counter(
     "worker_lost_runs_total", "Runs whose worker died, by what became of them: requeued or crashed.", ["outcome"],
 )
+PROCESS_RESTARTS = Counter(
+    "service_process_restarts_total",
+    "Service processes that died and were started again, by process kind (web, cluster, worker) and supervisor.",
+    ["process", "supervisor"],
+)
 QUEUE_WAIT = Histogram(
     "worker_pool_queue_wait_seconds",
     "Time from admission to a worker taking the run (to its expiry, for a run that never left the queue).",

@@ -251,6 +251,10 @@ REAPER_INTERVAL_SECONDS = float(env_str("REAPER_INTERVAL_SECONDS", "1"))
 # On SIGTERM a cluster lets its workers finish their runs for this long, then
 # kills them and gives their runs back.
 SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 30)
+# /health: unhealthy when a queue's oldest run has waited this long while its
+# clusters have idle workers; degraded while a process restart is this recent.
+HEALTH_STALL_SECONDS = env_int("HEALTH_STALL_SECONDS", 10)
+HEALTH_RESTART_WINDOW_SECONDS = env_int("HEALTH_RESTART_WINDOW_SECONDS", 300)
 Q_CLUSTER = {
     "name": "executor",
     "orm": "default",

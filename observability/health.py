@@ -1,16 +1,20 @@
 """What /health checks. Each check is cheap (no run, no scan) so that the
 endpoint can be polled every second."""
 
+import datetime as dt
 import time
 
 import psutil
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
+from audit.models import AuditEvent
 from executions.models import Execution
 from executions.runner import host_layers, missing_host_layers, required_layers
 
+from . import stats
 from .stats import live_clusters
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -41,7 +45,55 @@ def check_cluster():
     if not clusters:
         return UNHEALTHY, {"clusters": 0, "message": "no qcluster heartbeat in the last 3 s"}
     workers = sum(len(stat.workers) for stat in clusters)
-    return HEALTHY, {"clusters": len(clusters), "workers": workers, "states": sorted({s.status for s in clusters})}
+    detail = {"clusters": len(clusters), "workers": workers, "states": sorted({s.status for s in clusters})}
+    served = {getattr(stat, "priority", None) for stat in clusters}
+    unserved = [priority for priority in settings.PRIORITY_CLUSTERS if priority not in served]
+    if unserved:
+        detail["unservedPriorities"] = unserved
+        detail["message"] = f"no live cluster serves the {', '.join(unserved)} queue(s)"
+        return UNHEALTHY, detail
+    return HEALTHY, detail
+
+
+def check_progress():
+    """Unhealthy when a queue makes no progress: its oldest run has waited
+    longer than HEALTH_STALL_SECONDS although its clusters have idle workers
+    (a stuck cluster, not a busy one)."""
+    idle = {}
+    for stat in live_clusters():
+        priority = getattr(stat, "priority", None)
+        idle[priority] = idle.get(priority, 0) + len(stat.workers) - getattr(stat, "busy", 0)
+    now = timezone.now()
+    oldest = stats.oldest_queued_seconds(now)
+    stalled = {
+        priority: round(age, 1)
+        for priority, age in oldest.items()
+        if age > settings.HEALTH_STALL_SECONDS and idle.get(priority, 0) > 0
+    }
+    detail = {"oldestQueuedSeconds": {priority: round(age, 1) for priority, age in oldest.items()}}
+    if stalled:
+        detail["stalled"] = stalled
+        detail["message"] = "; ".join(
+            f"{priority}: a run has waited {age} s while {idle[priority]} worker(s) are idle"
+            for priority, age in stalled.items()
+        )
+        return UNHEALTHY, detail
+    return HEALTHY, detail
+
+
+def check_restarts():
+    """Degraded while a process restart (by supervisord or a cluster's
+    sentinel) is more recent than HEALTH_RESTART_WINDOW_SECONDS."""
+    since = timezone.now() - dt.timedelta(seconds=settings.HEALTH_RESTART_WINDOW_SECONDS)
+    recent = list(
+        AuditEvent.objects.filter(type=AuditEvent.Type.PROCESS_RESTARTED, timestamp__gte=since)
+        .values_list("target_id", flat=True)[:100]
+    )
+    detail = {"recent": len(recent), "windowSeconds": settings.HEALTH_RESTART_WINDOW_SECONDS}
+    if recent:
+        detail["processes"] = sorted(set(recent))
+        return DEGRADED, detail
+    return HEALTHY, detail
 
 
 def check_sandbox():
@@ -73,6 +125,8 @@ CHECKS = {
     "cache": (check_cache, DEGRADED),
     "broker": (check_broker, UNHEALTHY),
     "cluster": (check_cluster, UNHEALTHY),
+    "progress": (check_progress, UNHEALTHY),
+    "restarts": (check_restarts, DEGRADED),
     "sandbox": (check_sandbox, UNHEALTHY),
     "memory": (check_memory, DEGRADED),
     "cpu": (check_cpu, DEGRADED),

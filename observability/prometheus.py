@@ -30,6 +30,10 @@ POOL_SIZE = Gauge(
     ["state"], multiprocess_mode="mostrecent",
 )
 QUEUE_SIZE = Gauge("worker_pool_queue_size", "Executions admitted and not yet started.", multiprocess_mode="mostrecent")
+OLDEST_QUEUED = Gauge(
+    "worker_pool_oldest_queued_seconds", "How long the oldest queued run of each priority has waited (0: none queued).",
+    ["priority"], multiprocess_mode="mostrecent",
+)
 SYSTEM_MEMORY = Gauge(
     "system_memory_usage_bytes", "Host memory: total, used and available.", ["type"], multiprocess_mode="mostrecent"
 )
@@ -41,6 +45,9 @@ def refresh_state_gauges():
     for state in ("total", "active", "idle"):
         POOL_SIZE.labels(state).set(pool[state])
     QUEUE_SIZE.set(stats.queue_size())
+    oldest = stats.oldest_queued_seconds()
+    for priority in settings.PRIORITY_CLUSTERS:
+        OLDEST_QUEUED.labels(priority).set(oldest.get(priority, 0.0))
     host = stats.host_resources()
     for kind in ("total", "used", "available"):
         SYSTEM_MEMORY.labels(kind).set(host["memory"][kind])

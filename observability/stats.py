@@ -56,6 +56,23 @@ def queue_size():
     return Execution.objects.filter(status=Execution.Status.QUEUED).count()
 
 
+def oldest_queued_seconds(now=None):
+    """{priority: how long its oldest queued run has waited}, for each
+    priority with a run queued (one indexed query each)."""
+    now = now or timezone.now()
+    ages = {}
+    for priority in settings.PRIORITY_CLUSTERS:
+        oldest = (
+            Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority)
+            .order_by("queued_at")
+            .values_list("queued_at", flat=True)
+            .first()
+        )
+        if oldest is not None:
+            ages[priority] = max(0.0, (now - oldest).total_seconds())
+    return ages
+
+
 def queue_wait_seconds(now=None):
     """p50/p95 of the time runs started in the last hour spent queued."""
     since = (now or timezone.now()) - QUEUE_WAIT_WINDOW

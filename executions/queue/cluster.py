@@ -37,7 +37,7 @@ from django_q.conf import Conf
 from django_q.humanhash import humanize
 from django_q.status import Stat
 
-from .. import reaper
+from .. import reaper, supervision
 from ..lifecycle import queue_topic
 from .wakeups import SharedWaiter
 from .worker import IDLE, RECYCLED, serve, signal_when_parent_dies
@@ -61,6 +61,17 @@ def cluster_priority():
         ) from None
 
 
+class ClusterHeartbeat(Stat):
+    """django-q2's heartbeat of a cluster, saying also which priority it
+    serves and how many of its workers are running a run (/health tells a
+    stalled cluster from a busy one with these)."""
+
+    def __init__(self, sentinel):
+        super().__init__(sentinel)
+        self.priority = sentinel.priority
+        self.busy = sum(1 for process in sentinel.pool if process.timer.value > 0)
+
+
 class ExecutionSentinel(Sentinel):
     def __init__(self, stop_event, start_event, cluster_id, broker=None, timeout=None, start=True):
         # django-q2's task and result queues are created, but stay empty: no
@@ -78,6 +89,9 @@ class ExecutionSentinel(Sentinel):
     def request_stop(self, signum, frame):
         self.stopping = True
 
+    def beat(self):
+        ClusterHeartbeat(self).save()
+
     def name_for_logs(self):
         return humanize(self.cluster_id.hex) + f" [{self.queue_name()}]"
 
@@ -85,7 +99,7 @@ class ExecutionSentinel(Sentinel):
 
     def spawn_cluster(self):
         self.pool = []
-        Stat(self).save()
+        self.beat()
         db.connections.close_all()
         for __ in range(self.pool_size):
             self.spawn_worker()
@@ -114,6 +128,12 @@ class ExecutionSentinel(Sentinel):
             logger.critical("worker %s (pid %s) died (exit code %s); replacing it", process.name, process.pid,
                             process.exitcode)
             self.give_back_runs_of({process.pid})
+            try:
+                supervision.record_process_restart(
+                    "worker", supervisor=f"sentinel:{self.priority}", pid=process.pid, detail=f"exit code {process.exitcode}"
+                )
+            except db.DatabaseError:
+                logger.exception("could not record the restart of worker %s", process.pid)
         if not self.stopping:
             db.connections.close_all()
             self.spawn_worker()
@@ -137,7 +157,7 @@ class ExecutionSentinel(Sentinel):
         logger.info("%s guarding cluster %s", self.name, self.name_for_logs())
         self.started = True
         self.start_event.set()
-        Stat(self).save()
+        self.beat()
         logger.info("Q Cluster %s running.", self.name_for_logs())
         cycle = Conf.GUARD_CYCLE
         next_reap = 0.0
@@ -152,7 +172,7 @@ class ExecutionSentinel(Sentinel):
             if now >= next_reap:
                 self.reap()
                 next_reap = now + settings.REAPER_INTERVAL_SECONDS
-            Stat(self).save()
+            self.beat()
             time.sleep(cycle)
         self.stop()
 
@@ -175,7 +195,7 @@ class ExecutionSentinel(Sentinel):
                 os.kill(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS
         while any(p.is_alive() for p in self.pool) and time.monotonic() < deadline:
-            Stat(self).save()
+            self.beat()
             time.sleep(0.1)
         overdue = {p.pid for p in self.pool if p.is_alive()}
         for process in self.pool:
@@ -187,7 +207,7 @@ class ExecutionSentinel(Sentinel):
             self.give_back_runs_of(overdue)
         self.pool = []
         self.wakeups.close()
-        Stat(self).save()
+        self.beat()
         logger.info("Q Cluster %s stopped.", self.name_for_logs())
 
 
