@@ -54,7 +54,8 @@ class Service:
             SHUTDOWN_GRACE_SECONDS=str(self.grace_seconds), WEB_WORKERS="2", WEB_THREADS="8",
             WORKERS_HIGH=str(self.workers_per_cluster), WORKERS_MEDIUM=str(self.workers_per_cluster),
             WORKERS_LOW=str(self.workers_per_cluster),
-            EXECUTION_LEASE_GRACE_SECONDS="5", REAPER_INTERVAL_SECONDS="0.5", PYTHONUNBUFFERED="1",
+            EXECUTION_LEASE_GRACE_SECONDS="5", REAPER_INTERVAL_SECONDS="0.5", HEALTH_STALL_SECONDS="2",
+            PYTHONUNBUFFERED="1",
         )
         return env
 
@@ -174,19 +175,23 @@ class Service:
     def execute(self, plugin, action, params, **extra):
         return self.request("POST", "/execute", {"pluginId": plugin, "actionName": action, "params": params, **extra})
 
-    def install_napper(self, idempotent=True):
-        manifest = {"name": "napper", "version": "1.0.0" if idempotent else "2.0.0", "entrypoint": "plugin.py",
-                    "actions": {"nap": {"handler": "nap", "idempotent": idempotent}}}
+    def prepare(self, concurrency=100):
+        """Install the `napper` plugin (an idempotent nap) and let the demo
+        organization hold `concurrency` runs at once."""
+        manifest = {"name": "napper", "version": "1.0.0", "entrypoint": "plugin.py", "actions": {"nap": {"handler": "nap"}}}
         with open(os.path.join(self.var_dir, "napper.py"), "w") as handle:
             handle.write(NAPPER)
         with open(os.path.join(self.var_dir, "napper.json"), "w") as handle:
             json.dump(manifest, handle)
-        subprocess.run(
-            [os.path.join(ROOT, ".venv", "bin", "python"), "manage.py", "install_plugin",
-             os.path.join(self.var_dir, "napper.py"), "--manifest", os.path.join(self.var_dir, "napper.json"),
-             "--activate"],
-            cwd=ROOT, env=self.env, check=True, capture_output=True,
-        )
+        self.manage("install_plugin", os.path.join(self.var_dir, "napper.py"),
+                    "--manifest", os.path.join(self.var_dir, "napper.json"), "--activate")
+        self.manage("shell", "-c", "from quotas.models import Organization; "
+                    f"Organization.objects.filter(slug='demo').update(concurrent_limit_override={concurrency})")
+        return self
+
+    def manage(self, *args):
+        subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "manage.py", *args],
+                       cwd=ROOT, env=self.env, check=True, capture_output=True)
 
     # -- what the database says --------------------------------------------------------
 

@@ -11,9 +11,12 @@ from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable
 def test_health_reports_every_check_and_the_sandbox_layers(live):
     response = APIClient().get("/health")
     body = response.json()
-    assert set(body["checks"]) == {"database", "cache", "broker", "cluster", "sandbox", "memory", "cpu"}
+    assert set(body["checks"]) == {
+        "database", "cache", "broker", "cluster", "progress", "restarts", "sandbox", "memory", "cpu",
+    }
     assert body["checks"]["database"]["status"] == "healthy"
     assert body["checks"]["cluster"]["status"] == "healthy"
+    assert body["checks"]["progress"]["status"] == "healthy"
     assert body["checks"]["sandbox"]["status"] == "healthy"
     assert set(body["checks"]["sandbox"]["layers"]) == set(ALL_LAYERS)
     assert body["status"] in ("healthy", "degraded") and response.status_code == 200

@@ -1,0 +1,63 @@
+"""The whole service killed at once and started again, and stopped with one
+SIGTERM while runs are in flight: nothing accepted is lost."""
+
+import pytest
+
+from tests.factories import wait_for
+from tests.faults.service import Service
+
+pytestmark = pytest.mark.slow
+
+
+def queue_runs(service, count, seconds, timeout_ms):
+    ids = []
+    for _ in range(count):
+        status, body = service.execute("napper", "nap", {"seconds": seconds}, timeout=timeout_ms, **{"async": True})
+        assert status == 202, body
+        ids.append(body["executionId"])
+    return ids
+
+
+def terminal(service, ids):
+    marks = ",".join("?" * len(ids))
+    rows = service.query(f"SELECT status FROM executions_execution WHERE id IN ({marks})", *[i.replace("-", "") for i in ids])
+    return len(rows) == len(ids) and all(status in ("success", "error", "timeout") for (status,) in rows)
+
+
+def test_kill_9_of_every_process_then_make_run_again_finishes_every_queued_run(tmp_path):
+    service = Service(tmp_path, grace_seconds=10, workers=2).start()
+    try:
+        service.prepare()
+        # More than the workers can take at once: most wait in the queue, two
+        # are running on each... when everything dies.
+        ids = queue_runs(service, 40, seconds=0.2, timeout_ms=30000)
+        wait_for(lambda: service.statuses().get("running"), timeout=10, interval=0.05)
+        service.kill_everything()
+        assert not terminal(service, ids)
+
+        service.start()
+        assert wait_for(lambda: terminal(service, ids), timeout=60), service.statuses()
+        assert service.statuses() == {"success": len(ids)}, service.statuses()
+    finally:
+        service.stop(timeout=60)
+
+
+def test_sigterm_drains_runs_in_flight_and_a_restart_finishes_the_rest(tmp_path):
+    service = Service(tmp_path, grace_seconds=5, workers=2).start()
+    try:
+        service.prepare()
+        ids = queue_runs(service, 20, seconds=1, timeout_ms=60000)
+        wait_for(lambda: service.statuses().get("running"), timeout=10, interval=0.05)
+
+        # One SIGTERM: every process is gone within the grace period (and
+        # supervisord's own stop sequence), and no run is left "running".
+        took = service.stop(timeout=service.grace_seconds + 30)
+        assert took < service.grace_seconds + 20
+        assert not service.leftovers()
+        assert "running" not in service.statuses(), service.statuses()
+
+        service.start()
+        assert wait_for(lambda: terminal(service, ids), timeout=60), service.statuses()
+        assert set(service.statuses()) == {"success"}, service.statuses()
+    finally:
+        service.stop(timeout=60)
