@@ -24,6 +24,7 @@ ERROR_TYPES = {
     "CONCURRENCY_LIMIT": True,
     "RATE_LIMITED": True,
     "QUEUE_FULL": True,
+    "SHUTTING_DOWN": True,
     "CIRCUIT_OPEN": True,
     "SANDBOX_UNAVAILABLE": False,
     "TIMEOUT": True,

@@ -36,6 +36,7 @@ SAMPLE_MESSAGES = {
     "CONCURRENCY_LIMIT": "1 execution(s) already queued or running for this organization",
     "RATE_LIMITED": "too many requests",
     "QUEUE_FULL": "the queue holds 100 runs already; try again shortly",
+    "SHUTTING_DOWN": "this server is shutting down; try again shortly",
     "CIRCUIT_OPEN": "plugin 'weather' is failing; its circuit breaker is open",
     "SANDBOX_UNAVAILABLE": "plugins are not run on this host: required sandbox layers are missing: seccomp",
     "TIMEOUT": "the action ran longer than its timeout of 30000 ms",

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from audit.events import record_event
 from audit.models import AuditEvent
+from core.draining import is_draining
 from core.errors import EngineError
 from plugins.models import Plugin
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
@@ -26,6 +27,8 @@ from .runner import host_layers, memory_limit_mb, missing_host_layers, secrets_f
 # How long a queued run may wait to start, beyond its own timeout, before it
 # ends as TIMEOUT (its start deadline).
 QUEUE_PATIENCE_SECONDS = 10
+# Long enough for a restarted web process, or another node, to take over.
+SHUTTING_DOWN_RETRY_AFTER_SECONDS = 5
 
 
 def resolve_action(organization, plugin_id, action_name, version=None):
@@ -107,6 +110,9 @@ def submit_execution(*, organization, idempotency_key="", fingerprint="", **requ
 
 
 def _submit(*, organization, plugin_version, action_name, params, secrets, timeout_ms, actor_id, idempotency_key, fingerprint):
+    if is_draining():
+        raise EngineError("SHUTTING_DOWN", "this server is shutting down; try again shortly",
+                          retry_after=SHUTTING_DOWN_RETRY_AFTER_SECONDS)
     missing = missing_host_layers()
     if missing:
         reasons = "; ".join(f"{name} ({host_layers().get(name, (False, 'unknown layer'))[1]})" for name in missing)

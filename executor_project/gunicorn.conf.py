@@ -1,6 +1,7 @@
 """gunicorn settings for the web process (`make run`)."""
 
 import os
+import signal
 
 bind = f"{os.environ.get('BIND_ADDRESS', '0.0.0.0')}:{os.environ.get('PORT', '3000')}"
 # Synchronous /execute calls wait for their run, so each worker needs threads.
@@ -9,6 +10,18 @@ workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "16"))
 timeout = 360
 accesslog = "-"
+
+
+def post_worker_init(worker):
+    # SIGTERM (a stop, or a graceful restart) makes a worker finish the
+    # requests it holds; from then on it admits no new run (SHUTTING_DOWN).
+    def drain_then_exit(signum, frame):
+        from core.draining import start_draining
+
+        start_draining()
+        worker.handle_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, drain_then_exit)
 
 
 def child_exit(server, worker):

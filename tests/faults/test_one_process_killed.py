@@ -93,25 +93,3 @@ def ok(answer_or_error):
         return None
     return (status, body) if status == 200 else None
 
-
-def test_a_cluster_alive_but_stalled_makes_health_unhealthy_until_it_moves_again(service):
-    # Frozen workers: the cluster's heartbeat stays fresh and says they are
-    # idle, yet nothing leaves the queue (what a dead queue lock looked like).
-    workers = service.workers("medium")
-    for worker in workers:
-        worker.suspend()
-    try:
-        status, body = service.execute("napper", "nap", {"seconds": 0}, **{"async": True})
-        assert status == 202
-        status, health = wait_for(lambda: unhealthy(service.get("/health")), timeout=10, interval=0.2)
-        assert status == 503 and "medium" in health["checks"]["progress"]["stalled"]
-    finally:
-        for worker in workers:
-            worker.resume()
-    assert wait_for(lambda: service.unfinished() == 0, timeout=10)
-    assert wait_for(lambda: ok(service.get("/health")), timeout=10)
-
-
-def unhealthy(answer):
-    status, body = answer
-    return (status, body) if body["status"] == "unhealthy" else None
