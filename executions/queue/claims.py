@@ -30,6 +30,10 @@ def claim_next(priority):
     """The oldest queued execution of `priority` that may still start, now
     marked running on this worker; None when there is none."""
     now = timezone.now()
+    # A read first: an idle worker looking every QUEUE_IDLE_POLL_SECONDS must
+    # not take the database's write lock (SQLite has one) to find nothing.
+    if not Execution.objects.claimable(priority, now).exists():
+        return None
     with transaction.atomic():
         candidate = (
             Execution.objects.claimable(priority, now)
