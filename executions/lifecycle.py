@@ -162,7 +162,11 @@ def give_back_lost_run(execution, reason):
         with transaction.atomic():
             requeued = Execution.objects.filter(
                 pk=execution.pk, status=Execution.Status.RUNNING, worker=execution.worker
-            ).update(status=Execution.Status.QUEUED, worker="", lease_expires_at=None, retry_count=F("retry_count") + 1)
+            ).update(
+                status=Execution.Status.QUEUED, worker="", lease_expires_at=None, retry_count=F("retry_count") + 1,
+                # It may start as long as its budget lasts.
+                start_deadline=now + dt.timedelta(milliseconds=left_ms),
+            )
             if requeued:
                 number = execution.attempts.count() + 1
                 ExecutionAttempt.objects.create(

@@ -37,7 +37,7 @@ LOST_RUNS = Counter(
 )
 PROCESS_RESTARTS = Counter(
     "service_process_restarts_total",
-    "Service processes that died and were started again, by process kind (web, cluster, worker) and supervisor.",
+    "Service processes that died and were started again: supervisord's program name (web, cluster-high, …) or worker, and who restarted it.",
     ["process", "supervisor"],
 )
 QUEUE_WAIT = Histogram(

@@ -181,7 +181,7 @@ JWT_ACTOR_CLAIM = env_str("JWT_ACTOR_CLAIM", "sub")
 JWT_STAFF_CLAIM = env_str("JWT_STAFF_CLAIM", "staff")
 AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 30)
 
-# Execution limits (DESIGN.md §10).
+# Execution limits (docs/operations.md).
 PORT = env_int("PORT", 3000)
 MIN_WORKERS = env_int("MIN_WORKERS", 2)
 MAX_WORKERS = env_int("MAX_WORKERS", 10)
@@ -215,7 +215,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_LOG_BYTES = 64 * 1024
 
-# The sandbox (DESIGN.md §7). Required layers default to every layer, so a
+# The sandbox (docs/security.md). Required layers default to every layer, so a
 # host that lacks one refuses to run plugins until an operator decides.
 SANDBOX_REQUIRED_LAYERS = env_list("SANDBOX_REQUIRED_LAYERS", "all")
 SANDBOX_UID_BASE = env_int("SANDBOX_UID_BASE", 200000)
@@ -281,7 +281,7 @@ EXECUTION_IDLE_POLL_SECONDS = float(env_str("EXECUTION_IDLE_POLL_SECONDS", "0.1"
 # its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.
 EXECUTION_LEASE_GRACE_SECONDS = env_int("EXECUTION_LEASE_GRACE_SECONDS", 30)
 
-# Metrics (DESIGN.md §9). Every process (gunicorn workers, qcluster workers)
+# Metrics (docs/operations.md). Every process (gunicorn workers, qcluster workers)
 # writes its samples to files in this directory and /metrics merges them; it
 # must be set before prometheus_client is first imported, hence here, and it
 # is wiped when the service starts (`make run`), not here: settings are

@@ -19,7 +19,7 @@ from referencing.exceptions import Unresolvable
 from egress import normalize_domain_entry
 
 MANIFEST_NAME = "plugin.json"
-# The API's own ceiling for a run (DESIGN.md §5).
+# The API's own ceiling for a run (docs/api.md).
 MAX_TIMEOUT_MS = 300_000
 
 

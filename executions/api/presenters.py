@@ -1,4 +1,4 @@
-"""How an execution looks to API clients (DESIGN.md §5)."""
+"""How an execution looks to API clients (docs/api.md)."""
 
 from rest_framework.response import Response
 

@@ -55,7 +55,7 @@ def test_every_operation_has_examples_and_documents_the_error_envelope(schema):
         responses = operation["responses"]
         success = [code for code in responses if code.startswith("2")]
         assert success, name
-        # /health answers 503 with its checks, not with an error (DESIGN.md §5).
+        # /health answers 503 with its checks, not with an error (docs/api.md).
         errors = {code: r for code, r in responses.items() if code[0] in "45" and (name, code) != ("GET /health", "503")}
         assert errors, name
         for code, response in errors.items():

@@ -131,7 +131,7 @@ def test_the_grafana_dashboard_queries_only_exported_metrics():
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     used = {name for expr in expressions for name in re.findall(r"\b([a-z_]+(?:_total|_bucket|_bytes|_percent|_size))\b", expr)}
     assert used - exported_names() == set()
-    # Every metric of DESIGN.md §9 has a panel.
+    # Every metric of the contract (docs/operations.md, "Metrics") has a panel.
     for name in ("plugin_executions_total", "plugin_execution_duration_seconds_bucket", "plugin_execution_memory_bytes_bucket",
                  "worker_pool_size", "worker_pool_queue_size", "worker_pool_queue_wait_seconds_bucket",
                  "plugin_errors_total", "plugin_timeouts_total", "plugin_retries_total", "cache_hits_total",
