@@ -48,8 +48,10 @@ class Waiter:
         if self.sock is None:
             time.sleep(timeout)
             return False
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        woken = bool(ready)
+        # poll, not select: a web worker may hold more than 1024 descriptors.
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        woken = bool(poller.poll(timeout * 1000))
         while woken:
             try:
                 self.sock.recv(64)
