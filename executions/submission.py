@@ -144,7 +144,6 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
     if Execution.objects.filter(status=Execution.Status.QUEUED).count() >= settings.QUEUE_LIMIT:
         raise EngineError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
                           retry_after=2)
-    lifecycle.reclaim_expired_leases(organization)
     with quota_refusals(fields):
         with transaction.atomic():
             quota = admit(organization, count_in_flight)
@@ -237,18 +236,19 @@ def wait_for_outcome(execution):
     worker's lease holds (retries renew it), and given back when the lease
     runs out. The worker wakes us when it records the end; the database is
     looked at again at least every EXECUTION_IDLE_POLL_SECONDS in case a
-    wake-up is lost."""
-    executions = Execution.objects.with_plugin()
+    wake-up is lost. Each look reads three columns; the whole execution is
+    loaded once, when it has ended."""
+    progress = Execution.objects.filter(pk=execution.pk).values_list("status", "start_deadline", "lease_expires_at")
     with Waiter(lifecycle.execution_topic(execution.pk)) as waiter:
         while True:
-            current = executions.get(pk=execution.pk)
-            if current.is_terminal:
-                return current
+            status, start_deadline, lease_expires_at = progress.get()
+            if status in Execution.TERMINAL:
+                return Execution.objects.with_plugin().get(pk=execution.pk)
             now = timezone.now()
-            if current.status == Execution.Status.QUEUED and current.start_deadline < now:
-                lifecycle.expire_unstarted(current)
+            if status == Execution.Status.QUEUED and start_deadline < now:
+                lifecycle.expire_unstarted(Execution.objects.with_plugin().get(pk=execution.pk))
                 continue
-            if current.lease_expires_at and current.lease_expires_at < now:
-                lifecycle.reclaim_expired_leases(current.organization)
+            if lease_expires_at and lease_expires_at < now:
+                lifecycle.reclaim_expired_leases(execution.organization)
                 continue
             waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)
