@@ -36,16 +36,12 @@ from django_q.cluster import Cluster, Sentinel, get_mp_context
 from django_q.conf import Conf
 from django_q.humanhash import humanize
 from django_q.status import Stat
+from prometheus_client import multiprocess as prometheus_multiprocess
 
 from .. import reaper, supervision
 from ..lifecycle import queue_topic
 from .wakeups import SharedWaiter
 from .worker import IDLE, RECYCLED, serve, signal_when_parent_dies
-
-try:
-    from prometheus_client import multiprocess as prometheus_multiprocess
-except ImportError:  # pragma: no cover - prometheus_client is a requirement
-    prometheus_multiprocess = None
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +115,8 @@ class ExecutionSentinel(Sentinel):
         """A worker ended: give back the run it held, start another one."""
         self.pool.remove(process)
         process.join()
-        if prometheus_multiprocess is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Its live gauges must not be reported any more; its counters stay.
             prometheus_multiprocess.mark_process_dead(process.pid)
         if process.timer.value == RECYCLED:
             logger.info("recycled worker %s", process.name)
