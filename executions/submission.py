@@ -16,6 +16,7 @@ from core.draining import is_draining
 from core.errors import EngineError
 from plugins.models import Plugin
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
+from quotas.models import Tier
 
 from . import breaker, cache, lifecycle, recovery
 from .cache import canonical_json
@@ -27,6 +28,7 @@ from .runner import host_layers, memory_limit_mb, missing_host_layers, secrets_f
 # How long a queued run may wait to start, beyond its own timeout, before it
 # ends as TIMEOUT (its start deadline).
 QUEUE_PATIENCE_SECONDS = 10
+QUEUE_FULL_RETRY_AFTER_SECONDS = 2
 # Long enough for a restarted web process, or another node, to take over.
 SHUTTING_DOWN_RETRY_AFTER_SECONDS = 5
 
@@ -141,14 +143,27 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
         breaker.admit(plugin_version.plugin)
     except breaker.CircuitOpen as refusal:
         return answer_circuit_open(fields, action, refusal)
-    if Execution.objects.filter(status=Execution.Status.QUEUED).count() >= settings.QUEUE_LIMIT:
-        raise EngineError("QUEUE_FULL", f"the queue holds {settings.QUEUE_LIMIT} runs already; try again shortly",
-                          retry_after=2)
+    priority = organization.tier.priority
     with quota_refusals(fields):
         with transaction.atomic():
+            check_queue_room(priority)
             quota = admit(organization, count_in_flight)
             execution = enqueue(fields, seal_secrets(secrets))
     return execution, quota
+
+
+def check_queue_room(priority):
+    """QUEUE_FULL when the priority's queue holds its QUEUE_LIMITS runs. Called
+    in the admitting transaction, after the priority's tiers are locked (a
+    no-op on SQLite, whose IMMEDIATE transactions admit one run at a time),
+    so that the limit is exact however many requests race for the last place."""
+    Tier.objects.select_for_update().filter(priority=priority).exists()
+    limit = settings.QUEUE_LIMITS[priority]
+    if Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority).count() >= limit:
+        raise EngineError(
+            "QUEUE_FULL", f"the {priority}-priority queue holds {limit} runs already; try again shortly",
+            retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS,
+        )
 
 
 def count_in_flight(organization):

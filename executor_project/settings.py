@@ -189,6 +189,13 @@ MAX_MEMORY_MB = env_int("MAX_MEMORY_MB", 512)
 DEFAULT_TIMEOUT_MS = env_int("DEFAULT_TIMEOUT_MS", 30000)
 MAX_TIMEOUT_MS = 300000
 QUEUE_LIMIT = env_int("QUEUE_LIMIT", 100)
+# Each priority's queue has its own limit (default QUEUE_LIMIT), so that a
+# flood of one tier cannot fill the queue another tier's runs need.
+QUEUE_LIMITS = {
+    "high": env_int("QUEUE_LIMIT_HIGH", QUEUE_LIMIT),
+    "medium": env_int("QUEUE_LIMIT_MEDIUM", QUEUE_LIMIT),
+    "low": env_int("QUEUE_LIMIT_LOW", QUEUE_LIMIT),
+}
 WORKER_RECYCLE = env_int("WORKER_RECYCLE", 100)
 ALLOWED_DOMAINS = env_list("ALLOWED_DOMAINS")
 # Result cache (executions.cache): fresh for CACHE_TTL ms, then kept as a

@@ -8,6 +8,7 @@ import psutil
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -35,9 +36,18 @@ def check_cache():
 
 
 def check_broker():
-    queued = Execution.objects.filter(status=Execution.Status.QUEUED).count()
-    state = DEGRADED if queued >= settings.QUEUE_LIMIT else HEALTHY
-    return state, {"queued": queued, "limit": settings.QUEUE_LIMIT}
+    """The run queue: degraded while a priority's queue is at its limit (new
+    runs of that priority are refused with QUEUE_FULL)."""
+    queued = dict(
+        Execution.objects.filter(status=Execution.Status.QUEUED)
+        .values_list("priority").annotate(count=Count("pk")).values_list("priority", "count")
+    )
+    full = [priority for priority, limit in settings.QUEUE_LIMITS.items() if queued.get(priority, 0) >= limit]
+    detail = {"queued": sum(queued.values()), "limit": sum(settings.QUEUE_LIMITS.values())}
+    if full:
+        detail["fullPriorities"] = full
+        return DEGRADED, detail
+    return HEALTHY, detail
 
 
 def check_cluster():

@@ -41,7 +41,7 @@ class QueueWaitSerializer(serializers.Serializer):
 
 class QueueSerializer(serializers.Serializer):
     size = serializers.IntegerField(help_text="runs admitted and not started")
-    limit = serializers.IntegerField(help_text="QUEUE_LIMIT: beyond it POST /execute answers QUEUE_FULL")
+    limit = serializers.IntegerField(help_text="the priorities' queue limits added up (QUEUE_LIMIT_HIGH/_MEDIUM/_LOW): a priority's queue at its own limit answers QUEUE_FULL")
     waitSeconds = QueueWaitSerializer()
 
 

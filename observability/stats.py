@@ -107,7 +107,7 @@ def operator_stats():
     """The body of GET /stats."""
     return {
         "workers": worker_pool(),
-        "queue": {"size": queue_size(), "limit": settings.QUEUE_LIMIT, "waitSeconds": queue_wait_seconds()},
+        "queue": {"size": queue_size(), "limit": sum(settings.QUEUE_LIMITS.values()), "waitSeconds": queue_wait_seconds()},
         "completedTasks": completed_tasks(),
         "cache": cache.stats(),
         "openCircuitBreakers": breaker.open_breakers(),

@@ -45,7 +45,7 @@ def test_a_staff_admin_session_reads_stats(db):
 
 
 def test_stats_figures(org, make_client, examples, two_clusters, settings):
-    settings.QUEUE_LIMIT = 40
+    settings.QUEUE_LIMITS = {"high": 20, "medium": 10, "low": 10}
     version = examples["text-tools"]
     minute, now = dt.timedelta(minutes=1), timezone.now()
     # Twenty runs started in the last hour after waiting 1..20 s, one of them still running.

@@ -71,7 +71,7 @@ def test_organization_overrides_win_over_the_tier(make_org):
 
 @pytest.mark.slow
 def test_daily_limit_admits_exactly_n_of_simultaneous_requests(live, make_org, make_client, examples, settings):
-    settings.QUEUE_LIMIT = 1000
+    settings.QUEUE_LIMITS = {"high": 1000, "medium": 1000, "low": 1000}
     tier = Tier.objects.create(name="race", daily_limit=100, concurrent_limit=1000, priority="low")
     org = make_org("racer")
     org.tier = tier
