@@ -18,6 +18,7 @@ class AuditEvent(models.Model):
         OWNER_NOTIFIED = "owner_notified"
         EXECUTION_RECOVERED = "execution_recovered"
         PROCESS_RESTARTED = "process_restarted"
+        WORKER_POOL_SCALED = "worker_pool_scaled"
 
     type = models.CharField(max_length=40, choices=Type.choices, db_index=True)
     actor_id = models.CharField(max_length=200, blank=True)

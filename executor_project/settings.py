@@ -252,6 +252,19 @@ PRIORITY_WORKERS = {
     "medium": env_int("WORKERS_MEDIUM", max(1, MAX_WORKERS * 3 // 10)),
     "low": env_int("WORKERS_LOW", max(1, MAX_WORKERS * 3 // 10)),
 }
+# The elastic pool (executions.queue.scaling): each cluster keeps at least its
+# minimum of workers warm (default: its share of MIN_WORKERS, at least one)
+# and grows to its maximum above (WORKERS_HIGH/_MEDIUM/_LOW) while its queue
+# is deep, its workers busy or its runs waiting; a worker idle for
+# WORKER_IDLE_TIMEOUT seconds is let go.
+PRIORITY_MIN_WORKERS = {
+    priority: min(maximum, env_int(f"WORKERS_MIN_{priority.upper()}", max(1, MIN_WORKERS * share // 10)))
+    for (priority, maximum), share in zip(PRIORITY_WORKERS.items(), (4, 3, 3))
+}
+WORKER_IDLE_TIMEOUT = env_int("WORKER_IDLE_TIMEOUT", 300)
+SCALE_UP_QUEUE_DEPTH = env_int("SCALE_UP_QUEUE_DEPTH", 50)
+SCALE_UP_UTILIZATION = float(env_str("SCALE_UP_UTILIZATION", "0.8"))
+SCALE_UP_WAIT_SECONDS = float(env_str("SCALE_UP_WAIT_SECONDS", "1"))
 # Each cluster's sentinel sweeps its queue this often: runs of dead workers,
 # expired leases, queued runs past their start deadline (executions.reaper).
 REAPER_INTERVAL_SECONDS = float(env_str("REAPER_INTERVAL_SECONDS", "1"))

@@ -52,6 +52,10 @@ class Cluster:
             WORKERS_HIGH=str(self.workers),
             WORKERS_MEDIUM=str(self.workers),
             WORKERS_LOW=str(self.workers),
+            # A fixed pool: the integration tests count on its size.
+            WORKERS_MIN_HIGH=str(self.workers),
+            WORKERS_MIN_MEDIUM=str(self.workers),
+            WORKERS_MIN_LOW=str(self.workers),
             EXECUTION_LEASE_GRACE_SECONDS=str(self.lease_grace_seconds),
             PYTHONUNBUFFERED="1",
         )

@@ -32,14 +32,21 @@ from multiprocessing import Event, RawValue
 
 from django import db
 from django.conf import settings
+from django.db.models import Count, Min
+from django.utils import timezone
 from django_q.cluster import Cluster, Sentinel, get_mp_context
 from django_q.conf import Conf
 from django_q.humanhash import humanize
 from django_q.status import Stat
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from audit.events import record_event
+from audit.models import AuditEvent
+
 from .. import reaper, supervision
 from ..lifecycle import queue_topic
+from ..models import Execution
+from .scaling import PoolLimits, PoolState, decide
 from .wakeups import SharedWaiter
 from .worker import IDLE, RECYCLED, serve, signal_when_parent_dies
 
@@ -74,6 +81,14 @@ class ExecutionSentinel(Sentinel):
         # process of this cluster reads or writes them (module docstring).
         super().__init__(stop_event, start_event, cluster_id, broker, timeout, start=False)
         self.priority = cluster_priority()
+        self.pool_limits = PoolLimits(
+            minimum=settings.PRIORITY_MIN_WORKERS[self.priority],
+            maximum=self.pool_size,
+            queue_depth=settings.SCALE_UP_QUEUE_DEPTH,
+            utilization=settings.SCALE_UP_UTILIZATION,
+            wait_seconds=settings.SCALE_UP_WAIT_SECONDS,
+            idle_timeout_seconds=settings.WORKER_IDLE_TIMEOUT,
+        )
         self.started = False
         self.stopping = False
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -97,7 +112,7 @@ class ExecutionSentinel(Sentinel):
         self.pool = []
         self.beat()
         db.connections.close_all()
-        for __ in range(self.pool_size):
+        for __ in range(self.pool_limits.minimum):
             self.spawn_worker()
 
     def spawn_worker(self):
@@ -107,6 +122,8 @@ class ExecutionSentinel(Sentinel):
         )
         process.daemon = True
         process.timer = timer
+        process.idle_since = time.monotonic()
+        process.retiring = False
         self.pool.append(process)
         process.start()
         return process
@@ -118,6 +135,9 @@ class ExecutionSentinel(Sentinel):
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Its live gauges must not be reported any more; its counters stay.
             prometheus_multiprocess.mark_process_dead(process.pid)
+        if process.retiring:
+            logger.info("let idle worker %s go", process.name)
+            return
         if process.timer.value == RECYCLED:
             logger.info("recycled worker %s", process.name)
         else:
@@ -169,9 +189,54 @@ class ExecutionSentinel(Sentinel):
             if now >= next_reap:
                 self.reap()
                 next_reap = now + settings.REAPER_INTERVAL_SECONDS
+            self.scale(now)
             self.beat()
             time.sleep(cycle)
         self.stop()
+
+    def scale(self, now):
+        """Grow or shrink the pool by one worker, as executions.queue.scaling decides."""
+        working = [p for p in self.pool if not p.retiring]
+        for process in working:
+            if process.timer.value > 0:
+                process.idle_since = None
+            elif process.idle_since is None:
+                process.idle_since = now
+        idle = [p for p in working if p.idle_since is not None]
+        try:
+            queued, oldest = (
+                Execution.objects.filter(status=Execution.Status.QUEUED, priority=self.priority)
+                .aggregate(count=Count("pk"), oldest=Min("queued_at")).values()
+            )
+        except db.DatabaseError:
+            logger.exception("could not read the %s queue to size the pool", self.priority)
+            return
+        state = PoolState(
+            size=len(working),
+            busy=len(working) - len(idle),
+            queued=queued,
+            oldest_wait_seconds=(timezone.now() - oldest).total_seconds() if oldest else 0.0,
+            longest_idle_seconds=max((now - p.idle_since for p in idle), default=0.0),
+        )
+        step, reason = decide(state, self.pool_limits)
+        if step > 0:
+            self.spawn_worker()
+        elif step < 0:
+            longest_idle = min(idle, key=lambda p: p.idle_since)
+            longest_idle.retiring = True
+            os.kill(longest_idle.pid, signal.SIGTERM)
+        if step:
+            self.record_scaling(state.size, state.size + step, reason)
+
+    def record_scaling(self, before, after, reason):
+        logger.info("%s pool: %s -> %s workers (%s)", self.priority, before, after, reason)
+        try:
+            record_event(
+                AuditEvent.Type.WORKER_POOL_SCALED, actor_id=f"sentinel:{self.priority}", target_id=self.priority,
+                metadata={"priority": self.priority, "from": before, "to": after, "reason": reason},
+            )
+        except db.DatabaseError:
+            logger.exception("could not record the %s pool's scaling", self.priority)
 
     def reap(self):
         try:

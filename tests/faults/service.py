@@ -38,8 +38,9 @@ def free_port():
 
 
 class Service:
-    def __init__(self, var_dir, *, grace_seconds=30, workers=2):
+    def __init__(self, var_dir, *, grace_seconds=30, workers=2, **settings):
         self.var_dir = str(var_dir)
+        self.settings = {name: str(value) for name, value in settings.items()}
         self.port = free_port()
         self.grace_seconds = grace_seconds
         self.workers_per_cluster = workers
@@ -57,6 +58,7 @@ class Service:
             EXECUTION_LEASE_GRACE_SECONDS="5", REAPER_INTERVAL_SECONDS="0.5", HEALTH_STALL_SECONDS="2",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.settings)
         return env
 
     # -- life cycle -------------------------------------------------------------
