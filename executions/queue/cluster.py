@@ -48,7 +48,7 @@ from ..lifecycle import queue_topic
 from ..models import Execution
 from .scaling import PoolLimits, PoolState, decide
 from .wakeups import SharedWaiter
-from .worker import IDLE, RECYCLED, serve, signal_when_parent_dies
+from .worker import IDLE, RECYCLE_DUE, serve, signal_when_parent_dies
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class ExecutionSentinel(Sentinel):
         process.daemon = True
         process.timer = timer
         process.idle_since = time.monotonic()
-        process.retiring = False
+        process.retiring = ""
         self.pool.append(process)
         process.start()
         return process
@@ -135,23 +135,20 @@ class ExecutionSentinel(Sentinel):
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Its live gauges must not be reported any more; its counters stay.
             prometheus_multiprocess.mark_process_dead(process.pid)
-        if process.retiring:
-            logger.info("let idle worker %s go", process.name)
+        if process.retiring and process.exitcode == 0:
+            logger.info("%s worker %s", process.retiring, process.name)
             return
-        if process.timer.value == RECYCLED:
-            logger.info("recycled worker %s", process.name)
-        else:
-            self.reincarnations += 1
-            logger.critical("worker %s (pid %s) died (exit code %s); replacing it", process.name, process.pid,
-                            process.exitcode)
-            self.give_back_runs_of({process.pid})
-            try:
-                supervision.record_process_restart(
-                    "worker", supervisor=f"sentinel:{self.priority}", pid=process.pid, detail=f"exit code {process.exitcode}"
-                )
-            except db.DatabaseError:
-                logger.exception("could not record the restart of worker %s", process.pid)
-        if not self.stopping:
+        self.reincarnations += 1
+        logger.critical("worker %s (pid %s) died (exit code %s)", process.name, process.pid, process.exitcode)
+        self.give_back_runs_of({process.pid})
+        try:
+            supervision.record_process_restart(
+                "worker", supervisor=f"sentinel:{self.priority}", pid=process.pid, detail=f"exit code {process.exitcode}"
+            )
+        except db.DatabaseError:
+            logger.exception("could not record the restart of worker %s", process.pid)
+        # One that was being replaced or let go has no successor to start.
+        if not self.stopping and not process.retiring:
             db.connections.close_all()
             self.spawn_worker()
 
@@ -189,13 +186,29 @@ class ExecutionSentinel(Sentinel):
             if now >= next_reap:
                 self.reap()
                 next_reap = now + settings.REAPER_INTERVAL_SECONDS
+            self.recycle()
             self.scale(now)
             self.beat()
             time.sleep(cycle)
         self.stop()
 
+    def recycle(self):
+        """Replace each worker that has done its WORKER_RECYCLE runs: the new
+        one first, then the old one is let go (it ends its run in hand)."""
+        for process in list(self.pool):
+            if process.timer.value == RECYCLE_DUE and not process.retiring and process.is_alive():
+                self.spawn_worker()
+                self.let_go(process, "recycled")
+
+    def let_go(self, process, why):
+        process.retiring = why
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
     def scale(self, now):
-        """Grow or shrink the pool by one worker, as executions.queue.scaling decides."""
+        """Grow or shrink the pool, as executions.queue.scaling decides."""
         working = [p for p in self.pool if not p.retiring]
         for process in working:
             if process.timer.value > 0:
@@ -219,12 +232,10 @@ class ExecutionSentinel(Sentinel):
             longest_idle_seconds=max((now - p.idle_since for p in idle), default=0.0),
         )
         step, reason = decide(state, self.pool_limits)
-        if step > 0:
+        for __ in range(max(step, 0)):
             self.spawn_worker()
-        elif step < 0:
-            longest_idle = min(idle, key=lambda p: p.idle_since)
-            longest_idle.retiring = True
-            os.kill(longest_idle.pid, signal.SIGTERM)
+        if step < 0:
+            self.let_go(min(idle, key=lambda p: p.idle_since), "let idle")
         if step:
             self.record_scaling(state.size, state.size + step, reason)
 

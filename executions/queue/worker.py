@@ -21,9 +21,12 @@ from .claims import claim_next
 logger = logging.getLogger(__name__)
 
 # A worker's timer, read by its sentinel: the monotonic time by which its
-# current run must have ended, or one of these.
+# current run must have ended, or one of these. A worker that has done its
+# WORKER_RECYCLE runs says so and keeps serving until its sentinel has
+# started its replacement and lets it go (SIGTERM): recycling never leaves
+# the pool a worker short.
 IDLE = -1.0
-RECYCLED = -2.0
+RECYCLE_DUE = -2.0
 
 PR_SET_PDEATHSIG = 1
 # A claim that failed on the database side (locked past its busy timeout,
@@ -36,8 +39,9 @@ def signal_when_parent_dies(signum):
 
 
 def serve(priority, timer, wakeups, recycle):
-    """The worker's life: runs until SIGTERM (after the run in progress),
-    `recycle` runs, or its sentinel's death (which sends it SIGTERM)."""
+    """The worker's life: runs until SIGTERM (after the run in progress): from
+    its sentinel, when it has been replaced after `recycle` runs or is let go
+    as idle, or when the sentinel dies."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -59,11 +63,8 @@ def serve(priority, timer, wakeups, recycle):
             try:
                 run_claimed(execution)
             finally:
-                timer.value = IDLE
-            runs += 1
-            if recycle and runs >= recycle:
-                timer.value = RECYCLED
-                break
+                runs += 1
+                timer.value = RECYCLE_DUE if recycle and runs >= recycle else IDLE
     finally:
         # A process started by multiprocessing ends without atexit handlers.
         runner.close_sandbox_client()

@@ -12,15 +12,15 @@ def state(size=2, busy=0, queued=0, oldest_wait=0.0, longest_idle=0.0):
                      longest_idle_seconds=longest_idle)
 
 
-@pytest.mark.parametrize("pool, why", [
-    (state(size=1), "below its minimum"),
-    (state(size=4, busy=1, queued=51), "51 runs queued"),
-    (state(size=4, busy=4, queued=1), "4 of 4 workers busy"),
-    (state(size=4, busy=2, queued=3, oldest_wait=1.5), "waited 1.5 s"),
+@pytest.mark.parametrize("pool, added, why", [
+    (state(size=1), 1, "below its minimum"),
+    (state(size=4, busy=1, queued=51), 6, "51 runs queued"),          # up to its maximum of 10
+    (state(size=4, busy=4, queued=1), 1, "4 of 4 workers busy"),
+    (state(size=4, busy=2, queued=3, oldest_wait=1.5), 3, "waited 1.5 s"),  # one per waiting run
 ])
-def test_it_grows_by_one_worker_on_each_trigger(pool, why):
+def test_it_grows_by_a_worker_per_waiting_run_on_each_trigger(pool, added, why):
     step, reason = decide(pool, LIMITS)
-    assert step == 1 and why in reason
+    assert step == added and why in reason
 
 
 @pytest.mark.parametrize("pool", [
