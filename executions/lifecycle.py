@@ -66,7 +66,8 @@ def finish_execution(
         cpu_time_ms=cpu_time_ms,
         sealed_secrets="",
     )
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction: nothing here is caught.
+    with transaction.atomic(savepoint=False):
         changed = Execution.objects.filter(
             pk=execution.pk, status__in=from_statuses
         ).update(**fields)

@@ -45,6 +45,10 @@ class Execution(models.Model):
     start_deadline = models.DateTimeField(
         null=True, blank=True, help_text="A run not started by then waited too long and ends as TIMEOUT."
     )
+    long_running = models.BooleanField(
+        default=False,
+        help_text="Its action declares a timeout above LONG_RUN_MS: it may not take a priority's last worker.",
+    )
     sealed_secrets = models.TextField(
         blank=True, editable=False, help_text="The request's own secrets, encrypted, until the run ends."
     )

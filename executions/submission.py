@@ -6,15 +6,17 @@ import hashlib
 import hmac
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from audit.events import record_event
 from audit.models import AuditEvent
 from core.draining import is_draining
+from core.load_shedding import waiting
 from core.errors import EngineError
-from plugins.models import Plugin
+from plugins.models import Plugin, PluginVersion
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
 from quotas.models import Tier
 
@@ -34,17 +36,17 @@ SHUTTING_DOWN_RETRY_AFTER_SECONDS = 5
 
 
 def resolve_action(organization, plugin_id, action_name, version=None):
-    """The plugin version and action a caller may run, or the right EngineError."""
-    plugin = Plugin.objects.visible_to(organization).filter(slug=plugin_id).first()
-    if plugin is None:
-        raise EngineError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")
-    if not plugin.enabled:
-        raise EngineError("PLUGIN_DISABLED", f"plugin {plugin_id!r} is disabled")
-    versions = plugin.versions.defer("archive")
+    """The plugin version and action a caller may run, or the right EngineError.
+    One query when the call is good; the error's reason is looked up only
+    when it is not."""
+    versions = (
+        PluginVersion.objects.select_related("plugin").defer("archive")
+        .filter(plugin__slug=plugin_id, plugin__enabled=True)
+        .filter(Q(plugin__owner__isnull=True) | Q(plugin__owner=organization))
+    )
     plugin_version = versions.filter(version=version).first() if version else versions.filter(is_active=True).first()
     if plugin_version is None:
-        what = f"version {version!r}" if version else "an active version"
-        raise EngineError("PLUGIN_NOT_FOUND", f"plugin {plugin_id!r} has no {what}")
+        raise unresolved(organization, plugin_id, version)
     action = plugin_version.action(action_name)
     if action is None:
         raise EngineError(
@@ -53,6 +55,17 @@ def resolve_action(organization, plugin_id, action_name, version=None):
             details={"actions": sorted(plugin_version.manifest.get("actions", {}))},
         )
     return plugin_version, action
+
+
+def unresolved(organization, plugin_id, version):
+    """Why no runnable version of `plugin_id` was found for this caller."""
+    plugin = Plugin.objects.visible_to(organization).filter(slug=plugin_id).first()
+    if plugin is None:
+        return EngineError("PLUGIN_NOT_FOUND", f"no plugin {plugin_id!r}")
+    if not plugin.enabled:
+        return EngineError("PLUGIN_DISABLED", f"plugin {plugin_id!r} is disabled")
+    what = f"version {version!r}" if version else "an active version"
+    return EngineError("PLUGIN_NOT_FOUND", f"plugin {plugin_id!r} has no {what}")
 
 
 def validate_params(action, params):
@@ -129,6 +142,7 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
         params=params,
         timeout_ms=timeout_ms,
         memory_limit_mb=memory_limit_mb(organization, plugin_version.manifest),
+        long_running=is_long_running(action),
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint if idempotency_key else "",
     )
@@ -146,22 +160,31 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
     priority = organization.tier.priority
     with quota_refusals(fields):
         with transaction.atomic():
-            check_queue_room(priority)
+            check_queue_room(priority, fields["long_running"])
             quota = admit(organization, count_in_flight)
             execution = enqueue(fields, seal_secrets(secrets))
     return execution, quota
 
 
-def check_queue_room(priority):
-    """QUEUE_FULL when the priority's queue holds its QUEUE_LIMITS runs. Called
-    in the admitting transaction, after the priority's tiers are locked (a
-    no-op on SQLite, whose IMMEDIATE transactions admit one run at a time),
-    so that the limit is exact however many requests race for the last place."""
-    Tier.objects.select_for_update().filter(priority=priority).exists()
+def is_long_running(action):
+    return (action.get("timeoutMs") or 0) > settings.LONG_RUN_MS
+
+
+def check_queue_room(priority, long_running=False):
+    """QUEUE_FULL when the priority's queue holds its QUEUE_LIMITS runs of the
+    same length (long runs have a queue of their own, so that they never
+    fill the one trivial calls need). Called in the admitting transaction,
+    after the priority's tiers are locked where rows can be (PostgreSQL;
+    SQLite's IMMEDIATE transactions admit one run at a time already), so
+    that the limit is exact however many requests race for the last place."""
+    if connection.features.has_select_for_update:
+        Tier.objects.select_for_update().filter(priority=priority).exists()
     limit = settings.QUEUE_LIMITS[priority]
-    if Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority).count() >= limit:
+    queued = Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority, long_running=long_running)
+    if queued.count() >= limit:
+        kind = "long runs" if long_running else "runs"
         raise EngineError(
-            "QUEUE_FULL", f"the {priority}-priority queue holds {limit} runs already; try again shortly",
+            "QUEUE_FULL", f"the {priority}-priority queue holds {limit} {kind} already; try again shortly",
             retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS,
         )
 
@@ -266,4 +289,5 @@ def wait_for_outcome(execution):
             if lease_expires_at and lease_expires_at < now:
                 lifecycle.reclaim_expired_leases(execution.organization)
                 continue
-            waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)
+            with waiting():
+                waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)

@@ -4,10 +4,12 @@ import os
 import signal
 
 bind = f"{os.environ.get('BIND_ADDRESS', '0.0.0.0')}:{os.environ.get('PORT', '3000')}"
-# Synchronous /execute calls wait for their run, so each worker needs threads.
-worker_class = "gthread"
+# gevent: a synchronous /execute waits for its run in a greenlet blocked on
+# its wake-up socket, so hundreds of waiting callers cost no thread each
+# (docs/architecture.md, "The web process").
+worker_class = "gevent"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
-threads = int(os.environ.get("WEB_THREADS", "16"))
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 360
 accesslog = "-"
 

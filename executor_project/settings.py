@@ -81,6 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and last, so that django-prometheus times the whole request.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "core.middleware.LoadSheddingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -196,6 +197,16 @@ QUEUE_LIMITS = {
     "medium": env_int("QUEUE_LIMIT_MEDIUM", QUEUE_LIMIT),
     "low": env_int("QUEUE_LIMIT_LOW", QUEUE_LIMIT),
 }
+# An action that declares a timeoutMs above LONG_RUN_MS is a long one: long
+# runs may hold every worker of a priority but SHORT_RUN_WORKERS, and queue
+# against a limit of their own, so trivial calls never wait behind them.
+LONG_RUN_MS = env_int("LONG_RUN_MS", 10000)
+SHORT_RUN_WORKERS = env_int("SHORT_RUN_WORKERS", 1)
+# What the memory limits of the runs on this node may add up to; a run that
+# would go over waits in the queue for room (default: 3/4 of the host's RAM).
+SANDBOX_MEMORY_BUDGET_MB = env_int(
+    "SANDBOX_MEMORY_BUDGET_MB", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4 // (1 << 20)
+)
 WORKER_RECYCLE = env_int("WORKER_RECYCLE", 100)
 ALLOWED_DOMAINS = env_list("ALLOWED_DOMAINS")
 # Result cache (executions.cache): fresh for CACHE_TTL ms, then kept as a
@@ -295,7 +306,10 @@ Q_CLUSTER = {
 # long they wait without one (tasks queued on another node, lost wake-ups).
 WAKEUP_DIR = env_str("WAKEUP_DIR", str(VAR_DIR / "run" / "wakeup"))
 QUEUE_IDLE_POLL_SECONDS = float(env_str("QUEUE_IDLE_POLL_SECONDS", "0.25"))
-EXECUTION_IDLE_POLL_SECONDS = float(env_str("EXECUTION_IDLE_POLL_SECONDS", "0.1"))
+EXECUTION_IDLE_POLL_SECONDS = float(env_str("EXECUTION_IDLE_POLL_SECONDS", "1.0"))
+# Requests one web process works on at once (a waiting synchronous /execute
+# is not counted); the next is refused at once with QUEUE_FULL (0: no limit).
+WEB_ACTIVE_REQUEST_LIMIT = env_int("WEB_ACTIVE_REQUEST_LIMIT", 32)
 
 # A run still marked running this long past its timeout lost its worker:
 # its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.

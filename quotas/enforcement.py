@@ -10,6 +10,7 @@ moves by a conditional UPDATE, which is atomic on both.
 import datetime as dt
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -74,7 +75,10 @@ def admit(organization, count_in_flight):
     locked. Call inside `transaction.atomic()`; the caller inserts the queued
     execution in the same transaction so that it holds the concurrent slot.
     """
-    Organization.objects.select_for_update().filter(pk=organization.pk).exists()
+    # The row lock serializes admissions on PostgreSQL; SQLite's IMMEDIATE
+    # transactions admit one at a time already, and it has no row locks.
+    if connection.features.has_select_for_update:
+        Organization.objects.select_for_update().filter(pk=organization.pk).exists()
     if count_in_flight(organization) >= organization.concurrent_limit:
         raise QuotaRefused(
             "CONCURRENCY_LIMIT",
@@ -89,11 +93,14 @@ def consume_daily(organization):
     """Add one to today's count unless that would pass the daily limit."""
     today = utc_today()
     limit = organization.daily_limit
-    DailyUsage.objects.get_or_create(organization=organization, day=today)
     rows = DailyUsage.objects.filter(organization=organization, day=today)
-    if limit is not None:
-        rows = rows.filter(count__lt=limit)
-    if rows.update(count=F("count") + 1) == 0:
+    with_room = rows if limit is None else rows.filter(count__lt=limit)
+    counted = with_room.update(count=F("count") + 1)
+    if not counted:
+        # The day's first run has no row to count in yet.
+        DailyUsage.objects.get_or_create(organization=organization, day=today)
+        counted = with_room.update(count=F("count") + 1)
+    if not counted:
         raise QuotaRefused(
             "QUOTA_EXCEEDED",
             f"the daily limit of {limit} executions is used up; it resets at midnight UTC",

@@ -83,3 +83,12 @@ def cluster(django_db_setup, django_db_blocker):
 def live(cluster, transactional_db):
     """Marks a test as one that needs committed data and the running cluster."""
     return cluster
+
+@pytest.fixture(autouse=True)
+def no_load_shedding(request):
+    """Tests that fire requests from many threads at once measure exactness,
+    not capacity: the web's shedding limit is off unless a test sets it
+    (tests/core/test_load_shedding.py). Services a test starts keep theirs.
+    (Nothing to do without pytest-django, as in no_leftover_clusters.)"""
+    if settings.configured:
+        request.getfixturevalue("settings").WEB_ACTIVE_REQUEST_LIMIT = 0

@@ -47,15 +47,18 @@ def serve(priority, timer, wakeups, recycle):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal_when_parent_dies(signal.SIGTERM)
     runs = 0
+    ran = False
     try:
         while not stopping:
             try:
-                execution = claim_next(priority)
+                # Right after a run the queue is likely not empty: no look first.
+                execution = claim_next(priority, look_first=not ran)
             except DatabaseError:
                 logger.exception("could not take a run from the %s queue", priority)
                 close_old_connections()
                 time.sleep(CLAIM_RETRY_SECONDS)
                 continue
+            ran = execution is not None
             if execution is None:
                 wakeups.take(settings.QUEUE_IDLE_POLL_SECONDS)
                 continue

@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from executions import cache
 from executions.models import CachedResult, CircuitBreaker, Execution, ExecutionAttempt
-from tests.factories import install_source
+from tests.factories import install_source, wait_for
 
 ECHO = """
 def echo(params, ctx):
@@ -227,7 +227,8 @@ def test_failed_run_falls_back_to_the_action_default(live, api, org):
     assert body["error"]["type"] == "WORKER_CRASHED"
     execution = Execution.objects.get(pk=body["executionId"])
     assert execution.status == "error" and execution.fallback == "default"
-    assert AuditEvent.objects.filter(type="owner_notified", organization=org, target_id="flaky").exists()
+    # The owner is told after the end is recorded (and the caller woken).
+    assert wait_for(lambda: AuditEvent.objects.filter(type="owner_notified", organization=org, target_id="flaky").exists())
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ class Service:
         env = {name: value for name, value in os.environ.items() if name not in PRIVATE_VARIABLES}
         env.update(
             VAR_DIR=self.var_dir, PORT=str(self.port), BIND_ADDRESS="127.0.0.1",
-            SHUTDOWN_GRACE_SECONDS=str(self.grace_seconds), WEB_WORKERS="2", WEB_THREADS="8",
+            SHUTDOWN_GRACE_SECONDS=str(self.grace_seconds), WEB_WORKERS="2",
             WORKERS_HIGH=str(self.workers_per_cluster), WORKERS_MEDIUM=str(self.workers_per_cluster),
             WORKERS_LOW=str(self.workers_per_cluster),
             EXECUTION_LEASE_GRACE_SECONDS="5", REAPER_INTERVAL_SECONDS="0.5", HEALTH_STALL_SECONDS="2",
@@ -178,9 +178,11 @@ class Service:
         return self.request("POST", "/execute", {"pluginId": plugin, "actionName": action, "params": params, **extra})
 
     def prepare(self, concurrency=100):
-        """Install the `napper` plugin (an idempotent nap) and let the demo
+        """Install the `napper` plugin (an idempotent nap, short or long) and let the demo
         organization hold `concurrency` runs at once."""
-        manifest = {"name": "napper", "version": "1.0.0", "entrypoint": "plugin.py", "actions": {"nap": {"handler": "nap"}}}
+        # long_nap declares a timeout above LONG_RUN_MS: a long run.
+        actions = {"nap": {"handler": "nap"}, "long_nap": {"handler": "nap", "timeoutMs": 60000}}
+        manifest = {"name": "napper", "version": "1.0.0", "entrypoint": "plugin.py", "actions": actions}
         with open(os.path.join(self.var_dir, "napper.py"), "w") as handle:
             handle.write(NAPPER)
         with open(os.path.join(self.var_dir, "napper.json"), "w") as handle:

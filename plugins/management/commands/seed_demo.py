@@ -17,6 +17,8 @@ from quotas.models import ApiKey, Organization, Tier
 EXAMPLES_DIR = settings.BASE_DIR / "examples"
 DEMO_ORGANIZATION = "demo"
 DEMO_TIER = "pro"
+# Generous enough to load-test the service with the demo key (docs/benchmarks.md).
+DEMO_LIMITS = {"concurrent_limit_override": 500, "daily_limit_override": 1_000_000}
 
 
 class Command(BaseCommand):
@@ -34,7 +36,7 @@ class Command(BaseCommand):
         if tier is None:
             raise CommandError(f"tier {DEMO_TIER!r} is missing; run `manage.py migrate` first")
         organization, created = Organization.objects.get_or_create(
-            slug=DEMO_ORGANIZATION, defaults={"name": "Demo Org", "tier": tier}
+            slug=DEMO_ORGANIZATION, defaults={"name": "Demo Org", "tier": tier, **DEMO_LIMITS}
         )
         self.stdout.write(f"Organization {organization.slug}: {'created' if created else 'already there'}")
         manifests = [
