@@ -845,6 +845,7 @@ def stream_figures(records):
         "errors": tally(f"{r.status} {r.etype}" for r in errors),
         "client_failures": tally(r.fail for r in failures),
         "retry_after_headers": sum(1 for r in answers if r.retry_after),
+        "refused_without_retry_after": tally(f"{r.status} {r.etype}" for r in refused if not r.retry_after),
         "fallback_answers": sum(1 for r in ok if r.fallback),
         "cache_hits": sum(1 for r in ok if r.cache_hit),
         "throughput_ok_per_s": round(len(ok) / span, 2) if ok else 0.0,
@@ -1026,8 +1027,12 @@ def service_figures(phase, ok_answers, idle_cores):
             if delta:
                 finished[key] = delta
     runs = sum(finished.values())
+    # Runs still queued or running once the phase has drained (or the drain gave up): lost, unless draining
+    # timed out on runs that were merely slow.
+    unfinished = {key: n for key, n in phase.db_after.items() if key.split("/")[0] in ("queued", "running") and n}
     figures = {"phase_s": round(phase.wall, 2), "drain_s": round(phase.settle_s, 1), "drained": phase.settled,
-               "executions_finished": finished, "execution_error_types": phase.db_error_types,
+               "executions_finished": finished, "executions_unfinished_after": unfinished,
+               "execution_error_types": phase.db_error_types,
                "cpu_ms_by_process": phase.cpu_by_role, "service_log": phase.log,
                "open_circuit_breakers_after": phase.open_breakers}
     if phase.cpu_phase_ms is not None:

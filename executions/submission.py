@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 from audit.events import record_event
 from audit.models import AuditEvent
 from core.draining import is_draining
-from core.load_shedding import waiting
 from core.errors import EngineError
+from core.load_shedding import waiting
 from plugins.models import Plugin, PluginVersion
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
 from quotas.models import Tier
