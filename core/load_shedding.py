@@ -1,20 +1,28 @@
 """Refuse at once what this web process could only serve late.
 
-A web process works on one request at a time per core it gets; requests it
-accepted beyond that wait inside it for CPU, where no client can see why
-and every one of them gets slower. So each process counts the requests it is
-working on and refuses a new one with QUEUE_FULL and Retry-After as soon as
-WEB_ACTIVE_REQUEST_LIMIT are in progress: the refusal costs a fraction of a
-millisecond and tells the caller when to come back, and the requests already
-admitted keep their latency.
-
-A synchronous /execute waiting for its run does not count while it waits
-(`waiting()`): it holds no CPU then, only a greenlet. The middleware that
-applies the limit is core.middleware.LoadSheddingMiddleware.
+Two signs that a web process has more requests than it can serve soon:
+- it is working on WEB_ACTIVE_REQUEST_LIMIT requests already (a caller
+  waiting for its run does not count while it waits, `waiting()`: it holds
+  no CPU then, only a greenlet);
+- its event loop runs late (`start_lag_monitor`): a gevent process switches
+  between greenlets only where one blocks, so when CPU is short, requests
+  queue unseen in the kernel's socket buffers and the loop's lateness is
+  the only measure of that wait. Past WEB_MAX_LAG_MS, new requests are
+  refused until it catches up.
+Either way the refusal (QUEUE_FULL with Retry-After,
+core.middleware.LoadSheddingMiddleware) costs a fraction of a millisecond
+and tells the caller when to come back, and the requests already admitted
+keep their latency.
 """
 
 import contextlib
 import threading
+import time
+
+# How often the monitor looks at the loop, and how fast a lateness it saw
+# fades (per look) once the loop is on time again.
+LAG_INTERVAL_SECONDS = 0.01
+LAG_DECAY = 0.7
 
 
 class _Working:
@@ -35,11 +43,43 @@ class _Working:
             self.count -= 1
 
 
+class _Lag:
+    """The loop's recent lateness in seconds: a late look raises it at once,
+    looks on time let it fade."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.thread = None
+
+    def watch(self):
+        while True:
+            began = time.monotonic()
+            time.sleep(LAG_INTERVAL_SECONDS)
+            late = max(0.0, time.monotonic() - began - LAG_INTERVAL_SECONDS)
+            self.seconds = late if late > self.seconds else self.seconds * LAG_DECAY + late * (1 - LAG_DECAY)
+
+
 _working = _Working()
+_lag = _Lag()
 
 
-def admit_request(limit):
-    """True, counted in, if fewer than `limit` requests are being worked on."""
+def start_lag_monitor():
+    """Watch this process's loop (a greenlet under gevent's monkey-patching).
+    Called once per web worker process; without it the lag is never seen."""
+    if _lag.thread is None:
+        _lag.thread = threading.Thread(target=_lag.watch, name="loop-lag", daemon=True)
+        _lag.thread.start()
+
+
+def loop_lag_seconds():
+    return _lag.seconds
+
+
+def admit_request(limit, max_lag_seconds=0):
+    """True, counted in, unless `limit` requests are being worked on or the
+    loop runs more than `max_lag_seconds` late (0: either check off)."""
+    if max_lag_seconds and _lag.seconds > max_lag_seconds:
+        return False
     return _working.enter(limit)
 
 

@@ -15,6 +15,10 @@ accesslog = "-"
 
 
 def post_worker_init(worker):
+    from core.load_shedding import start_lag_monitor
+
+    start_lag_monitor()
+
     # SIGTERM (a stop, or a graceful restart) makes a worker finish the
     # requests it holds; from then on it admits no new run (SHUTTING_DOWN).
     def drain_then_exit(signum, frame):

@@ -208,6 +208,9 @@ SANDBOX_MEMORY_BUDGET_MB = env_int(
     "SANDBOX_MEMORY_BUDGET_MB", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4 // (1 << 20)
 )
 WORKER_RECYCLE = env_int("WORKER_RECYCLE", 100)
+# How much lower than the web's the clusters' CPU priority is (nice(2); their
+# workers and sandboxed children inherit it).
+CLUSTER_NICENESS = env_int("CLUSTER_NICENESS", 5)
 ALLOWED_DOMAINS = env_list("ALLOWED_DOMAINS")
 # Result cache (executions.cache): fresh for CACHE_TTL ms, then kept as a
 # possible stale fallback for CACHE_STALE_SECONDS more, at most
@@ -310,6 +313,9 @@ EXECUTION_IDLE_POLL_SECONDS = float(env_str("EXECUTION_IDLE_POLL_SECONDS", "1.0"
 # Requests one web process works on at once (a waiting synchronous /execute
 # is not counted); the next is refused at once with QUEUE_FULL (0: no limit).
 WEB_ACTIVE_REQUEST_LIMIT = env_int("WEB_ACTIVE_REQUEST_LIMIT", 32)
+# A gevent web process whose event loop runs this late (milliseconds) is
+# short of CPU: it refuses new requests at once until it catches up (0: off).
+WEB_MAX_LAG_MS = env_int("WEB_MAX_LAG_MS", 100)
 
 # A run still marked running this long past its timeout lost its worker:
 # its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.

@@ -91,4 +91,6 @@ def no_load_shedding(request):
     (tests/core/test_load_shedding.py). Services a test starts keep theirs.
     (Nothing to do without pytest-django, as in no_leftover_clusters.)"""
     if settings.configured:
-        request.getfixturevalue("settings").WEB_ACTIVE_REQUEST_LIMIT = 0
+        test_settings = request.getfixturevalue("settings")
+        test_settings.WEB_ACTIVE_REQUEST_LIMIT = 0
+        test_settings.WEB_MAX_LAG_MS = 0

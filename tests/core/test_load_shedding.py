@@ -2,6 +2,8 @@
 that arrives while WEB_ACTIVE_REQUEST_LIMIT others are being worked on;
 waiting callers and /health do not count against it."""
 
+import time
+
 import pytest
 
 from core import load_shedding
@@ -47,3 +49,25 @@ def test_requests_pass_again_once_the_one_in_progress_is_done(settings, make_org
     settings.WEB_ACTIVE_REQUEST_LIMIT = 1
     client = make_client(make_org("shed"))
     assert [client.get("/plugins").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_process_whose_loop_runs_late_refuses_until_it_catches_up(settings, make_org, make_client, monkeypatch):
+    settings.WEB_MAX_LAG_MS = 100
+    client = make_client(make_org("shed"))
+    monkeypatch.setattr(load_shedding._lag, "seconds", 0.4)
+    assert shed(client.get("/plugins"))
+    assert not shed(client.get("/health"))
+    monkeypatch.setattr(load_shedding._lag, "seconds", 0.02)
+    assert client.get("/plugins").status_code == 200
+
+
+def test_the_lag_monitor_sees_a_loop_held_up():
+    load_shedding.start_lag_monitor()
+    time.sleep(0.05)
+    began = time.monotonic()
+    sum(range(30_000_000))  # one C call: the GIL is not let go, the monitor cannot look
+    held = time.monotonic() - began
+    time.sleep(0.02)
+    assert load_shedding.loop_lag_seconds() > held / 2
+    time.sleep(0.3)
+    assert load_shedding.loop_lag_seconds() < 0.05  # on time again, it fades

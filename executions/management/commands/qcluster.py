@@ -1,5 +1,7 @@
+import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from executions.queue.cluster import ExecutionCluster
@@ -12,6 +14,10 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        # Runs yield the CPU to the web: when both want more than the host
+        # has, admission and refusals stay fast and runs queue (and are
+        # refused by the queue's limit) instead of every request slowing.
+        os.nice(settings.CLUSTER_NICENESS)
         status = ExecutionCluster().serve()
         if status:
             self.stderr.write("the cluster's sentinel died; exiting so that the supervisor restarts the cluster")
