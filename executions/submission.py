@@ -281,7 +281,7 @@ def wait_for_outcome(execution):
         while True:
             status, start_deadline, lease_expires_at = progress.get()
             if status in Execution.TERMINAL:
-                return Execution.objects.with_plugin().get(pk=execution.pk)
+                return ended(execution)
             now = timezone.now()
             if status == Execution.Status.QUEUED and start_deadline < now:
                 lifecycle.expire_unstarted(Execution.objects.with_plugin().get(pk=execution.pk))
@@ -291,3 +291,12 @@ def wait_for_outcome(execution):
                 continue
             with waiting():
                 waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)
+
+
+def ended(execution):
+    """The ended execution, read again without the joins: its plugin version
+    and organization are the ones the caller already holds."""
+    record = Execution.objects.get(pk=execution.pk)
+    record.plugin_version = execution.plugin_version
+    record.organization = execution.organization
+    return record
