@@ -19,6 +19,7 @@ import socket
 
 import psutil
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from . import lifecycle
@@ -27,6 +28,7 @@ from .models import Execution
 
 def reap(priority):
     """One sweep for `priority`; returns what it did, by kind."""
+    checkpoint_wal()
     return {
         "deadWorkers": give_back_runs_of_dead_workers(priority),
         "expiredLeases": lifecycle.reclaim_expired_leases(priority=priority),
@@ -64,3 +66,13 @@ def worker_alive(pid, claimed_at):
 def expire_unstarted_runs(priority):
     late = Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority, start_deadline__lt=timezone.now())
     return sum(lifecycle.expire_unstarted(execution) for execution in late.with_plugin())
+
+
+def checkpoint_wal():
+    """Copy SQLite's write-ahead log into the database, as far as no reader
+    needs it (PASSIVE: it never waits). Web processes leave this to the
+    clusters (SQLITE_WAL_AUTOCHECKPOINT=0 under gunicorn): a checkpoint's
+    writes and fsync would hold a gevent process's every request."""
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")

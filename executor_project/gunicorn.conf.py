@@ -8,6 +8,9 @@ bind = f"{os.environ.get('BIND_ADDRESS', '0.0.0.0')}:{os.environ.get('PORT', '30
 # its wake-up socket, so hundreds of waiting callers cost no thread each
 # (docs/architecture.md, "The web process").
 worker_class = "gevent"
+# A WAL checkpoint (writes and an fsync) run by a web process would hold all
+# its greenlets: the clusters' processes checkpoint instead (executions.reaper).
+os.environ.setdefault("SQLITE_WAL_AUTOCHECKPOINT", "0")
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 360

@@ -6,6 +6,10 @@ day. A run counts in the bucket where it ended; the queue depth is sampled
 at each bucket's end from when runs entered and left the queue. One query
 reads the window's runs, which is fine for an operator's page up to some
 100,000 runs a day; beyond that Prometheus and Grafana are the tools.
+
+The worker pool's size by priority is replayed from the sentinels'
+`worker_pool_scaled` events (one query for the window's, one per priority
+that had none in it), and the latest of them are listed.
 """
 
 import datetime as dt
@@ -41,6 +45,9 @@ STATUS_COLORS = {
 PALETTE = ["#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#827717", "#4e342e"]
 # More error types than this in one window are shown as "other".
 MAX_ERROR_SERIES = len(PALETTE) - 1
+PRIORITY_COLORS = {"high": "#6a1b9a", "medium": "#1565c0", "low": "#00838f"}
+# The latest scaling decisions listed under the charts.
+RECENT_SCALING_ROWS = 10
 
 
 def window_rows(start):
@@ -49,6 +56,49 @@ def window_rows(start):
         "queued_at", "started_at", "finished_at", "status", "error_type", "execution_time_ms", "cache_hit",
         "cache_key",
     )
+
+
+def pool_size_series(start, bucket_ends, pools):
+    """{priority: its pool's size at each of `bucket_ends`}, replayed from the
+    `worker_pool_scaled` events: at a bucket's end, the `to` of the last
+    decision at or before it; before the window's first decision, that
+    decision's `from`. A priority with no decision in the window keeps the
+    size of its last decision before it, else its live clusters' size now
+    (`pools`, from stats.pool_by_priority), else its configured minimum."""
+    decisions = defaultdict(list)  # priority: [(timestamp, from, to)], oldest first
+    rows = (
+        stats.scaling_events().filter(timestamp__gte=start).order_by("timestamp", "pk")
+        .values_list("timestamp", "target_id", "metadata")
+    )
+    for row in rows:
+        decision = stats.scaling_decision(*row)
+        if decision["priority"] in pools and _is_count(decision["to"]):
+            before = decision["from"] if _is_count(decision["from"]) else decision["to"]
+            decisions[decision["priority"]].append((decision["timestamp"], before, decision["to"]))
+
+    series = {}
+    for priority, pool in pools.items():
+        steps = decisions[priority]
+        if steps:
+            initial = steps[0][1]
+        else:
+            initial = pool["size"] if pool["clusters"] else pool["minimum"]
+            last = (
+                stats.scaling_events().filter(target_id=priority, timestamp__lt=start)
+                .values_list("metadata", flat=True).first()
+            )
+            last_size = stats.scaling_decision(None, priority, last)["to"]
+            if _is_count(last_size):
+                initial = last_size
+        at = [timestamp for timestamp, _, _ in steps]
+        series[priority] = [
+            steps[index - 1][2] if (index := bisect_right(at, bucket_end)) else initial for bucket_end in bucket_ends
+        ]
+    return series
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def build(window_name, now=None):
@@ -97,6 +147,9 @@ def build(window_name, now=None):
 
     all_latencies = [ms for bucket in latencies for ms in bucket]
     total = sum(finished)
+    clusters = stats.live_clusters()
+    pools = stats.pool_by_priority(clusters)
+    pool_sizes = pool_size_series(start, [t + window.bucket for t in times], pools)
     charts = [
         line_chart(
             "Executions per minute by status",
@@ -126,6 +179,13 @@ def build(window_name, now=None):
             times,
             [Series("queued", [queue_depth(min(t + window.bucket, now)) for t in times], "#5d4037")],
         ),
+        line_chart(
+            "Worker pool size by priority",
+            times,
+            [Series(priority, sizes, PRIORITY_COLORS.get(priority, PALETTE[-1]))
+             for priority, sizes in pool_sizes.items()],
+            " workers",
+        ),
     ]
     errors = sum(sum(counts) for counts in by_error.values())
     summary = {
@@ -136,9 +196,12 @@ def build(window_name, now=None):
         "p95": stats.percentile(all_latencies, 95),
         "cacheHitRate": round(100 * sum(hits) / sum(cacheable), 1) if sum(cacheable) else None,
         "queued": stats.queue_size(),
-        "workers": stats.worker_pool(),
+        "workers": stats.worker_pool(clusters),
     }
-    return {"window": window, "window_name": window_name, "windows": WINDOWS, "summary": summary, "charts": charts}
+    return {
+        "window": window, "window_name": window_name, "windows": WINDOWS, "summary": summary, "charts": charts,
+        "pools": pools, "scaling": stats.recent_scaling(RECENT_SCALING_ROWS),
+    }
 
 
 def error_series(by_error):

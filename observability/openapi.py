@@ -64,12 +64,39 @@ class BreakerSerializer(serializers.Serializer):
     consecutiveFailures = serializers.IntegerField()
 
 
+class PriorityPoolSerializer(serializers.Serializer):
+    clusters = serializers.IntegerField(help_text="live clusters serving the priority (one per node)")
+    size = serializers.IntegerField(help_text="their workers now")
+    busy = serializers.IntegerField(help_text="of which running a run")
+    minimum = serializers.IntegerField(help_text="workers each cluster keeps (WORKERS_MIN_<PRIORITY>)")
+    maximum = serializers.IntegerField(help_text="workers each cluster may grow to (WORKERS_<PRIORITY>)")
+
+
+class ScalingDecisionSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    priority = serializers.ChoiceField(choices=["high", "medium", "low"])
+    to = serializers.IntegerField(help_text="workers after")
+    reason = serializers.CharField()
+
+    def get_fields(self):
+        # `from` is a Python keyword: it cannot be declared as a class attribute.
+        fields = super().get_fields()
+        fields["from"] = serializers.IntegerField(help_text="workers before")
+        return {name: fields[name] for name in ("timestamp", "priority", "from", "to", "reason")}
+
+
 class StatsSerializer(serializers.Serializer):
     workers = WorkerPoolSerializer()
     queue = QueueSerializer()
     completedTasks = serializers.IntegerField(help_text="executions that ended, all time")
     cache = CacheStatsSerializer()
     openCircuitBreakers = BreakerSerializer(many=True, help_text="breakers not closed")
+    workersByPriority = serializers.DictField(
+        child=PriorityPoolSerializer(), help_text="each priority's pool now, from its clusters' heartbeats"
+    )
+    recentScaling = ScalingDecisionSerializer(
+        many=True, help_text="the 20 latest worker_pool_scaled events (the sentinels' decisions), newest first"
+    )
 
 
 STATS_EXAMPLE = {
@@ -81,6 +108,17 @@ STATS_EXAMPLE = {
               "maxEntries": 1000, "ttlMs": 300000, "enabled": True},
     "openCircuitBreakers": [{"pluginId": "weather", "state": "open", "openedAt": "2026-11-26T21:40:12Z",
                              "consecutiveFailures": 5}],
+    "workersByPriority": {
+        "high": {"clusters": 1, "size": 6, "busy": 2, "minimum": 2, "maximum": 8},
+        "medium": {"clusters": 1, "size": 2, "busy": 0, "minimum": 1, "maximum": 6},
+        "low": {"clusters": 1, "size": 2, "busy": 0, "minimum": 1, "maximum": 6},
+    },
+    "recentScaling": [
+        {"timestamp": "2026-11-26T21:52:03.418Z", "priority": "high", "from": 7, "to": 6,
+         "reason": "a worker idle for 300 s"},
+        {"timestamp": "2026-11-26T21:41:37.102Z", "priority": "high", "from": 2, "to": 7,
+         "reason": "61 runs queued"},
+    ],
 }
 
 

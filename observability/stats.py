@@ -15,12 +15,15 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.status import Stat
 
+from audit.models import AuditEvent
 from executions import breaker, cache
 from executions.models import Execution
 
 QUEUE_WAIT_WINDOW = dt.timedelta(hours=1)
 # The latest runs are enough for a percentile; this bounds the query.
 QUEUE_WAIT_SAMPLE_LIMIT = 5000
+# How many of the latest scaling decisions GET /stats lists.
+RECENT_SCALING_LIMIT = 20
 
 
 def percentile(values, q):
@@ -36,10 +39,10 @@ def live_clusters():
     return [stat for stat in Stat.get_all() if stat.status != Conf.STOPPED]
 
 
-def worker_pool():
+def worker_pool(clusters=None):
     """Workers of every live cluster; `active` are the runs in progress, which
     each hold one worker."""
-    clusters = live_clusters()
+    clusters = live_clusters() if clusters is None else clusters
     total = sum(len(stat.workers) for stat in clusters)
     active = Execution.objects.filter(status=Execution.Status.RUNNING).count()
     busy = min(active, total)
@@ -50,6 +53,54 @@ def worker_pool():
         "idle": total - busy,
         "utilization": round(busy / total, 3) if total else 0.0,
     }
+
+
+def pool_by_priority(clusters=None):
+    """{priority: its pool now}: `clusters` its live clusters (one per node),
+    `size` their workers, `busy` those running a run, and the bounds the
+    elastic pool keeps each cluster in (PRIORITY_MIN_WORKERS, PRIORITY_WORKERS)."""
+    clusters = live_clusters() if clusters is None else clusters
+    pools = {
+        priority: {
+            "clusters": 0,
+            "size": 0,
+            "busy": 0,
+            "minimum": settings.PRIORITY_MIN_WORKERS[priority],
+            "maximum": settings.PRIORITY_WORKERS[priority],
+        }
+        for priority in settings.PRIORITY_CLUSTERS
+    }
+    for stat in clusters:
+        pool = pools.get(getattr(stat, "priority", None))
+        if pool is not None:  # a heartbeat that names no priority is counted in worker_pool() only
+            pool["clusters"] += 1
+            pool["size"] += len(stat.workers)
+            pool["busy"] += getattr(stat, "busy", 0)
+    return pools
+
+
+def scaling_events():
+    """The `worker_pool_scaled` events, newest first."""
+    return AuditEvent.objects.filter(type=AuditEvent.Type.WORKER_POOL_SCALED).order_by("-timestamp", "-pk")
+
+
+def scaling_decision(timestamp, priority, metadata):
+    """One `worker_pool_scaled` event as /stats and the dashboard show it."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return {
+        "timestamp": timestamp,
+        "priority": priority,
+        "from": metadata.get("from"),
+        "to": metadata.get("to"),
+        "reason": metadata.get("reason", ""),
+    }
+
+
+def recent_scaling(limit=RECENT_SCALING_LIMIT):
+    """The latest `limit` decisions of the clusters' sentinels to grow or
+    shrink their pools, newest first (one query)."""
+    rows = scaling_events().values_list("timestamp", "target_id", "metadata")[:limit]
+    return [scaling_decision(*row) for row in rows]
 
 
 def queue_size():
@@ -105,12 +156,15 @@ def host_resources():
 
 def operator_stats():
     """The body of GET /stats."""
+    clusters = live_clusters()
     return {
-        "workers": worker_pool(),
+        "workers": worker_pool(clusters),
         "queue": {"size": queue_size(), "limit": sum(settings.QUEUE_LIMITS.values()), "waitSeconds": queue_wait_seconds()},
         "completedTasks": completed_tasks(),
         "cache": cache.stats(),
         "openCircuitBreakers": breaker.open_breakers(),
+        "workersByPriority": pool_by_priority(clusters),
+        "recentScaling": recent_scaling(),
     }
 
 

@@ -1,10 +1,12 @@
-"""The admin dashboard: figures from the execution records, charts drawn as
-inline SVG, and a screenshot of the page in headless Chromium."""
+"""The admin dashboard: figures from the execution records, the worker pool
+replayed from the scaling events, charts drawn as inline SVG, and a
+screenshot of the page in headless Chromium."""
 
 import datetime as dt
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -13,7 +15,9 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 from django.utils import timezone
 
-from observability import dashboard
+from audit.events import record_event
+from audit.models import AuditEvent
+from observability import dashboard, stats
 from tests.chromium import png_size, requires_chromium, screenshot
 from tests.factories import install_source, make_execution
 
@@ -73,7 +77,7 @@ def test_dashboard_figures_over_the_last_hour(org, examples):
     assert max(points(html, "p95")) == 400 and sorted(points(html, "cache hits")) == [0.0, 100.0]
     queue = points(html, "queued")
     assert len(queue) == 60 and queue[-1] == 2 and queue[0] == 0 and max(queue) == 2
-    assert len(dashboard.build("day")["charts"]) == 5
+    assert len(dashboard.build("day")["charts"]) == 6
 
 
 @pytest.mark.django_db
@@ -86,6 +90,95 @@ def test_the_error_chart_groups_rare_types_as_other(org, examples):
                            wait=dt.timedelta(0), run_ms=1)
     html = "".join(dashboard.build("hour")["charts"])
     assert points(html, "T0") and not points(html, types[-1]) and points(html, "other")
+
+
+def scaled(priority, before, after, reason, at):
+    """A sentinel's `worker_pool_scaled` event, as cluster.py records it, dated `at`."""
+    event = record_event(
+        AuditEvent.Type.WORKER_POOL_SCALED, actor_id=f"sentinel:{priority}", target_id=priority,
+        metadata={"priority": priority, "from": before, "to": after, "reason": reason},
+    )
+    AuditEvent.objects.filter(pk=event.pk).update(timestamp=at)
+    return event
+
+
+@pytest.fixture
+def pools(settings, monkeypatch):
+    """Bounds of each priority's pool; live heartbeats: a high cluster of 3
+    workers and a low one of 4, none for medium."""
+    settings.PRIORITY_MIN_WORKERS = {"high": 2, "medium": 1, "low": 1}
+    settings.PRIORITY_WORKERS = {"high": 8, "medium": 5, "low": 6}
+    monkeypatch.setattr(stats, "live_clusters", lambda: [
+        SimpleNamespace(priority="high", workers=[1, 2, 3], busy=1),
+        SimpleNamespace(priority="low", workers=[4, 5, 6, 7], busy=0),
+    ])
+
+
+def hour_window(now):
+    """The start of the hour window dashboard.build draws at `now` (half a minute past a whole minute)."""
+    return now.replace(second=0) + MINUTE - 60 * MINUTE
+
+
+@pytest.mark.django_db
+def test_the_pool_size_chart_replays_the_scaling_events(pools):
+    now = timezone.now().replace(second=30, microsecond=0)
+    start = hour_window(now)
+    # high: decisions in the window; the one before it is superseded by their `from`.
+    scaled("high", 2, 5, "before the window", start - 10 * MINUTE)
+    scaled("high", 4, 6, "12 runs queued", start + 5 * MINUTE + dt.timedelta(seconds=10))
+    scaled("high", 6, 8, "8 of 6 workers busy with runs waiting", start + 20 * MINUTE + dt.timedelta(seconds=10))
+    scaled("high", 8, 7, "a worker idle for 300 s", start + 40 * MINUTE + dt.timedelta(seconds=10))
+    # medium: one decision right at a bucket's end counts in that bucket; before it, its `from`.
+    scaled("medium", 2, 3, "the oldest run has waited 1.2 s", start + 30 * MINUTE)
+    # low: none in the window: the latest one before it, not the heartbeat's 4 or an older decision.
+    scaled("low", 1, 5, "older", start - 3 * 60 * MINUTE)
+    scaled("low", 1, 2, "latest before the window", start - 2 * 60 * MINUTE)
+    # Another type of event about a priority is not a scaling decision.
+    restart = record_event(AuditEvent.Type.PROCESS_RESTARTED, actor_id="supervisord", target_id="low",
+                           metadata={"from": 0, "to": 9})
+    AuditEvent.objects.filter(pk=restart.pk).update(timestamp=start + 30 * MINUTE)
+
+    context = dashboard.build("hour", now=now)
+    [chart] = [chart for chart in context["charts"] if "Worker pool size by priority" in chart]
+    assert points(chart, "high") == [4] * 5 + [6] * 15 + [8] * 20 + [7] * 20
+    assert points(chart, "medium") == [2] * 29 + [3] * 31
+    assert points(chart, "low") == [2] * 60
+    assert '<circle data-series="high" data-value="7"' in chart and "7 workers</title>" in chart
+    assert [(d["priority"], d["from"], d["to"]) for d in context["scaling"]][:4] == [
+        ("high", 8, 7), ("medium", 2, 3), ("high", 6, 8), ("high", 4, 6)]
+
+
+@pytest.mark.django_db
+def test_without_scaling_events_the_pool_is_the_live_size_else_the_minimum(pools):
+    context = dashboard.build("day")
+    chart = context["charts"][-1]
+    assert points(chart, "high") == [3] * 96 and points(chart, "low") == [4] * 96
+    assert points(chart, "medium") == [1] * 96  # no live cluster: its configured minimum
+    assert context["pools"]["high"] == {"clusters": 1, "size": 3, "busy": 1, "minimum": 2, "maximum": 8}
+
+
+@pytest.mark.django_db
+def test_the_dashboard_page_shows_the_pool_chart_and_the_latest_decisions(pools):
+    now = timezone.now()
+    for n in range(12):
+        scaled("medium", n, n + 1, f"{n + 50} runs queued", now - (12 - n) * MINUTE)
+    html = admin_client().get("/admin/dashboard/").content.decode()
+    assert "<figcaption>Worker pool size by priority</figcaption>" in html
+    assert max(points(html, "medium")) == 12 and points(html, "high") == [3] * 60
+    table = html[html.index('<table id="scaling-decisions">'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\w+)</td>\s*<td>(\d+) → (\d+)</td><td>([^<]+)</td></tr>", table)
+    assert len(rows) == dashboard.RECENT_SCALING_ROWS == 10
+    newest = now - MINUTE
+    assert rows[0] == (f"{newest:%Y-%m-%d %H:%M:%S}", "medium", "11", "12", "61 runs queued")
+    assert [int(row[3]) for row in rows] == list(range(12, 2, -1))
+    assert "high 3 (2–8) · medium 0 (1–5) · low 4 (1–6)" in html
+
+
+@pytest.mark.django_db
+def test_the_dashboard_page_without_any_scaling_decision(pools):
+    html = admin_client().get("/admin/dashboard/?window=day").content.decode()
+    assert "No scaling decision recorded yet." in html and html.count('<figure class="chart">') == 6
 
 
 def fill_history(org, versions):
@@ -138,7 +231,7 @@ def test_dashboard_screenshot_after_a_test_run(live, api, examples, org, tmp_pat
         response = client.get(f"/admin/dashboard/?window={window}")
         assert response.status_code == 200
         html = response.content.decode()
-        assert html.count('<figure class="chart">') == 5 and "cdn" not in html.lower()
+        assert html.count('<figure class="chart">') == 6 and "cdn" not in html.lower()
         assert sum(points(html, "success")) > 0 and max(points(html, "p95")) > 0
         assert max(points(html, "PLUGIN_ERROR")) > 0 and max(points(html, "cache hits")) > 0
         page = tmp_path / f"dashboard-{window}.html"

@@ -1,4 +1,5 @@
-"""GET /stats: operators only; worker pool, queue and completed runs."""
+"""GET /stats: operators only; worker pool, queue, completed runs, the pools
+by priority and the latest scaling decisions."""
 
 import datetime as dt
 from types import SimpleNamespace
@@ -8,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from audit.events import record_event
+from audit.models import AuditEvent
 from executions import breaker, cache
 from observability import stats
 from tests.factories import make_execution
@@ -84,6 +87,72 @@ def test_no_cluster_means_no_workers_and_no_utilization(org, make_client, monkey
     body = make_client(org, staff=True).get("/stats").json()
     assert body["workers"] == {"clusters": 0, "total": 0, "active": 0, "idle": 0, "utilization": 0.0}
     assert body["queue"]["waitSeconds"]["p50"] is None and body["completedTasks"] == 0
+
+
+def scaled(priority, before, after, reason, at):
+    """A sentinel's `worker_pool_scaled` event, as cluster.py records it, dated `at`."""
+    event = record_event(
+        AuditEvent.Type.WORKER_POOL_SCALED, actor_id=f"sentinel:{priority}", target_id=priority,
+        metadata={"priority": priority, "from": before, "to": after, "reason": reason},
+    )
+    AuditEvent.objects.filter(pk=event.pk).update(timestamp=at)
+    return event
+
+
+def json_time(at):
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def test_stats_report_each_priority_pool_and_the_latest_scaling_decisions(org, make_client, monkeypatch, settings):
+    settings.PRIORITY_MIN_WORKERS = {"high": 2, "medium": 1, "low": 1}
+    settings.PRIORITY_WORKERS = {"high": 8, "medium": 5, "low": 3}
+    # Two nodes' high clusters, one medium cluster, no low one, and a stock heartbeat that names no priority.
+    monkeypatch.setattr(stats, "live_clusters", lambda: [
+        SimpleNamespace(priority="high", workers=[1, 2, 3, 4], busy=3),
+        SimpleNamespace(priority="high", workers=[5, 6], busy=0),
+        SimpleNamespace(priority="medium", workers=[7], busy=1),
+        SimpleNamespace(workers=[8]),
+    ])
+    now = timezone.now().replace(microsecond=0)
+    # 25 decisions a minute apart, the newest last; and an event of another type that is not one.
+    for n in range(25):
+        priority = ("high", "medium", "low")[n % 3]
+        scaled(priority, n % 4 + 1, n % 4 + 2, f"{n} runs queued", now - dt.timedelta(minutes=25 - n))
+    record_event(AuditEvent.Type.PROCESS_RESTARTED, actor_id="supervisord", target_id="high",
+                 metadata={"from": 0, "to": 9})
+
+    body = make_client(org, staff=True).get("/stats").json()
+    assert body["workersByPriority"] == {
+        "high": {"clusters": 2, "size": 6, "busy": 3, "minimum": 2, "maximum": 8},
+        "medium": {"clusters": 1, "size": 1, "busy": 1, "minimum": 1, "maximum": 5},
+        "low": {"clusters": 0, "size": 0, "busy": 0, "minimum": 1, "maximum": 3},
+    }
+    recent = body["recentScaling"]
+    assert len(recent) == stats.RECENT_SCALING_LIMIT == 20
+    assert recent[0] == {"timestamp": json_time(now - dt.timedelta(minutes=1)), "priority": "high", "from": 1,
+                         "to": 2, "reason": "24 runs queued"}
+    assert recent[1] == {"timestamp": json_time(now - dt.timedelta(minutes=2)), "priority": "low", "from": 4,
+                         "to": 5, "reason": "23 runs queued"}
+    assert [decision["reason"] for decision in recent] == [f"{n} runs queued" for n in range(24, 4, -1)]
+    # The figures clients already read are all still there, unchanged.
+    assert body["workers"] == {"clusters": 4, "total": 8, "active": 0, "idle": 8, "utilization": 0.0}
+    assert {"queue", "completedTasks", "cache", "openCircuitBreakers"} <= set(body)
+
+
+def test_the_latest_scaling_decisions_are_one_query(django_assert_num_queries):
+    now = timezone.now()
+    for n in range(3):
+        scaled("medium", n, n + 1, "below its minimum", now - dt.timedelta(seconds=10 - n))
+    with django_assert_num_queries(1):
+        recent = stats.recent_scaling(limit=2)
+    assert [(d["from"], d["to"]) for d in recent] == [(2, 3), (1, 2)]
+
+
+def test_no_scaling_decision_yet(org, make_client, monkeypatch):
+    monkeypatch.setattr(stats, "live_clusters", lambda: [])
+    body = make_client(org, staff=True).get("/stats").json()
+    assert body["recentScaling"] == []
+    assert [pool["size"] for pool in body["workersByPriority"].values()] == [0, 0, 0]
 
 
 def test_percentile_is_nearest_rank():
