@@ -19,10 +19,11 @@ import contextlib
 import threading
 import time
 
-# How often the monitor looks at the loop, and how fast a lateness it saw
-# fades (per look) once the loop is on time again.
+# How often the monitor looks at the loop, and the weight of each look in
+# the moving average: one late look (a long statement, a WAL checkpoint) is
+# not a shortage of CPU, three in a row are.
 LAG_INTERVAL_SECONDS = 0.01
-LAG_DECAY = 0.7
+LAG_WEIGHT = 0.3
 
 
 class _Working:
@@ -44,8 +45,7 @@ class _Working:
 
 
 class _Lag:
-    """The loop's recent lateness in seconds: a late look raises it at once,
-    looks on time let it fade."""
+    """The loop's recent lateness in seconds, a moving average of its looks."""
 
     def __init__(self):
         self.seconds = 0.0
@@ -56,7 +56,7 @@ class _Lag:
             began = time.monotonic()
             time.sleep(LAG_INTERVAL_SECONDS)
             late = max(0.0, time.monotonic() - began - LAG_INTERVAL_SECONDS)
-            self.seconds = late if late > self.seconds else self.seconds * LAG_DECAY + late * (1 - LAG_DECAY)
+            self.seconds += LAG_WEIGHT * (late - self.seconds)
 
 
 _working = _Working()

@@ -68,6 +68,6 @@ def test_the_lag_monitor_sees_a_loop_held_up():
     sum(range(30_000_000))  # one C call: the GIL is not let go, the monitor cannot look
     held = time.monotonic() - began
     time.sleep(0.02)
-    assert load_shedding.loop_lag_seconds() > held / 2
+    assert load_shedding.loop_lag_seconds() > held / 5  # one look that late
     time.sleep(0.3)
     assert load_shedding.loop_lag_seconds() < 0.05  # on time again, it fades
