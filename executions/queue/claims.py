@@ -20,11 +20,15 @@ Two rules can pass over the oldest run for a younger one:
 
 import os
 import socket
+import time
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+
+from plugins.models import PluginVersion
+from quotas.models import Organization
 
 from ..lifecycle import lease_until
 from ..models import Execution
@@ -46,41 +50,78 @@ def claim_next(priority, look_first=True):
     if look_first and not Execution.objects.claimable(priority, now).exists():
         return None
     with transaction.atomic():
-        # Only the execution's row is locked (PostgreSQL), not the joined ones.
-        candidates = Execution.objects.claimable(priority, now).with_plugin().select_for_update(
-            skip_locked=True, of=("self",)
-        )
+        candidates = Execution.objects.claimable(priority, now).select_for_update(skip_locked=True)
         passed_over = {}
         while True:
-            execution = candidates.filter(**passed_over).first()
-            if execution is None:
+            candidate = candidates.filter(**passed_over).values(*CANDIDATE_FIELDS).first()
+            if candidate is None:
                 return None
-            rule = pass_over(execution, priority, passed_over)
+            rule = pass_over(candidate, priority, passed_over)
             if not rule:
                 break
             passed_over.update(rule)
-        execution.status = Execution.Status.RUNNING
-        # A run given back after its worker died keeps its first start: its
-        # timeout is the budget of the whole execution.
-        execution.started_at = execution.started_at or now
-        execution.worker = worker_id()
-        execution.lease_expires_at = lease_until(now, execution.timeout_ms)
-        claimed = Execution.objects.filter(pk=execution.pk, status=Execution.Status.QUEUED).update(
-            status=execution.status, started_at=execution.started_at, worker=execution.worker,
-            lease_expires_at=execution.lease_expires_at,
+        claimed = Execution.objects.filter(pk=candidate["pk"], status=Execution.Status.QUEUED).update(
+            status=Execution.Status.RUNNING,
+            # A run given back after its worker died keeps its first start:
+            # its timeout is the budget of the whole execution.
+            started_at=candidate["started_at"] or now,
+            worker=worker_id(),
+            lease_expires_at=lease_until(now, candidate["timeout_ms"]),
         )
-    return execution if claimed else None
+    return for_run(candidate["pk"]) if claimed else None
 
 
-def pass_over(execution, priority, passed_over):
-    """The filter that excludes `execution` (and runs like it) when a rule
+CANDIDATE_FIELDS = ("pk", "timeout_ms", "started_at", "long_running", "memory_limit_mb")
+
+
+def for_run(execution_id):
+    """The claimed execution with its plugin version and organization, these
+    two from this process's memory when it has them: a plugin version never
+    changes once uploaded (a new version is a new row; only which one is
+    active changes, and the run is bound to its own), and what a run reads
+    of its organization — its id, its owner to notify, its limits for the
+    event's quota figures — may be ORGANIZATION_CACHE_SECONDS old."""
+    execution = Execution.objects.get(pk=execution_id)
+    execution.plugin_version = _plugin_version(execution.plugin_version_id)
+    execution.organization = _organization(execution.organization_id)
+    return execution
+
+
+ORGANIZATION_CACHE_SECONDS = 5
+_plugin_versions = {}
+_organizations = {}
+
+
+def _plugin_version(version_id):
+    version = _plugin_versions.get(version_id)
+    if version is None:
+        if len(_plugin_versions) >= 256:
+            _plugin_versions.clear()
+        version = PluginVersion.objects.select_related("plugin").defer("archive").get(pk=version_id)
+        _plugin_versions[version_id] = version
+    return version
+
+
+def _organization(organization_id):
+    cached = _organizations.get(organization_id)
+    if cached is None or time.monotonic() - cached[0] > ORGANIZATION_CACHE_SECONDS:
+        if len(_organizations) >= 256:
+            _organizations.clear()
+        cached = (time.monotonic(), Organization.objects.select_related("tier").get(pk=organization_id))
+        _organizations[organization_id] = cached
+    return cached[1]
+
+
+def pass_over(candidate, priority, passed_over):
+    """The filter that excludes `candidate` (and runs like it) when a rule
     says it may not start now; {} when it may."""
-    if execution.long_running and "long_running" not in passed_over:
+    if candidate["long_running"] and "long_running" not in passed_over:
         if long_runs_in_progress(priority) >= long_run_workers(priority):
             return {"long_running": False}
-    if execution.memory_limit_mb > always_fitting_memory_mb() and "memory_limit_mb__lte" not in passed_over:
+    memory_mb = candidate["memory_limit_mb"]
+    if memory_mb > always_fitting_memory_mb() and "memory_limit_mb__lte" not in passed_over:
         room = settings.SANDBOX_MEMORY_BUDGET_MB - memory_in_use_on_this_node()
-        if execution.memory_limit_mb > room:
+        if memory_mb > room:
             return {"memory_limit_mb__lte": room}
     return {}
 
