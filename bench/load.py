@@ -127,7 +127,9 @@ PLUGIN_MANIFEST = {
     "actions": {
         "noop": {"handler": "noop", "cacheable": False},
         "echo": {"handler": "echo", "cacheable": True},
-        "sleep": {"handler": "sleep", "params": {"type": "object", "required": ["seconds"],
+        # A long action, as its manifest says: above LONG_RUN_MS, so its runs
+        # never take the priority's last worker nor its trivial calls' queue.
+        "sleep": {"handler": "sleep", "timeoutMs": 60000, "params": {"type": "object", "required": ["seconds"],
                                                  "properties": {"seconds": {"type": "number", "minimum": 0}}}},
         "alloc": {"handler": "alloc", "params": {"type": "object", "required": ["mb"],
                                                  "properties": {"mb": {"type": "integer", "minimum": 0}}}},
