@@ -9,8 +9,8 @@ Two signs that a web process has more requests than it can serve soon:
   queue unseen in the kernel's socket buffers and the loop's lateness is
   the only measure of that wait. Past WEB_MAX_LAG_MS, new requests are
   refused until it catches up.
-Either way the refusal (QUEUE_FULL with Retry-After,
-core.middleware.LoadSheddingMiddleware) costs a fraction of a millisecond
+Either way the refusal (QUEUE_FULL with Retry-After, by
+core.middleware.ShedExcessRequests, before Django) costs a fraction of a millisecond
 and tells the caller when to come back, and the requests already admitted
 keep their latency.
 """

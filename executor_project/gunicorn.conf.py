@@ -22,7 +22,10 @@ accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 
 def post_worker_init(worker):
     from core.load_shedding import start_lag_monitor
+    from core.middleware import ShedExcessRequests
 
+    # Refusals under overload are answered before Django (core/middleware.py).
+    worker.wsgi = ShedExcessRequests(worker.wsgi)
     start_lag_monitor()
 
     # SIGTERM (a stop, or a graceful restart) makes a worker finish the

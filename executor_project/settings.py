@@ -81,7 +81,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and last, so that django-prometheus times the whole request.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "core.middleware.LoadSheddingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

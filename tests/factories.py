@@ -106,3 +106,17 @@ def wait_for(predicate, timeout=10, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def make_scaling_event(priority, before, after, reason, at):
+    """A sentinel's `worker_pool_scaled` event, as executions.queue.cluster
+    records it, dated `at`."""
+    from audit.events import record_event
+    from audit.models import AuditEvent
+
+    event = record_event(
+        AuditEvent.Type.WORKER_POOL_SCALED, actor_id=f"sentinel:{priority}", target_id=priority,
+        metadata={"priority": priority, "from": before, "to": after, "reason": reason},
+    )
+    AuditEvent.objects.filter(pk=event.pk).update(timestamp=at)
+    return event

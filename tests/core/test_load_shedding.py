@@ -1,14 +1,38 @@
 """A web process refuses at once, with QUEUE_FULL and Retry-After, a request
-that arrives while WEB_ACTIVE_REQUEST_LIMIT others are being worked on;
-waiting callers and /health do not count against it."""
+that arrives while WEB_ACTIVE_REQUEST_LIMIT others are being worked on or
+while its loop runs WEB_MAX_LAG_MS late; waiting callers and /health do not
+count against it. The refusal comes from the WSGI wrapper gunicorn's workers
+install around Django, so these tests call that wrapper as gunicorn does."""
 
+import json
 import time
 
 import pytest
+from django.core.wsgi import get_wsgi_application
+from django.test import RequestFactory
 
 from core import load_shedding
+from core.middleware import ShedExcessRequests
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def web():
+    """Django behind the wrapper; call(path) returns (status, headers, body)."""
+    application = ShedExcessRequests(get_wsgi_application())
+
+    def call(path, **headers):
+        environ = RequestFactory().get(path, **headers).environ
+        answer = {}
+
+        def start_response(status, response_headers, exc_info=None):
+            answer["status"], answer["headers"] = int(status.split()[0]), dict(response_headers)
+
+        body = b"".join(application(environ, start_response))
+        return answer["status"], answer["headers"], body
+
+    return call
 
 
 @pytest.fixture
@@ -20,45 +44,49 @@ def busy(settings):
     load_shedding.request_done()
 
 
-def test_a_request_over_the_limit_is_refused_at_once_with_retry_after(busy, make_org, make_client):
-    client = make_client(make_org("shed"))
-    response = client.get("/plugins")
-    assert shed(response)
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["type"] == "QUEUE_FULL" and body["error"]["retryable"] is True
+def shed(answer):
+    status, headers, body = answer
+    return status == 503 and headers.get("Retry-After") == "1" and json.loads(body)["error"]["type"] == "QUEUE_FULL"
 
 
-def shed(response):
-    return response.status_code == 503 and response.get("Retry-After") == "1" and b'"QUEUE_FULL"' in response.content
+def auth(key):
+    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
 
 
-def test_health_and_metrics_are_never_refused(busy, client):
-    assert not shed(client.get("/health"))
-    assert not shed(client.get("/metrics"))
+def test_a_request_over_the_limit_is_refused_at_once_with_retry_after(busy, web, make_org, make_client):
+    status, headers, body = web("/plugins", **auth(make_client(make_org("shed")).api_key))
+    assert shed((status, headers, body))
+    assert json.loads(body) == {"success": False, "error": {
+        "type": "QUEUE_FULL", "message": "this server is at capacity; try again shortly", "retryable": True}}
+    assert int(headers["Content-Length"]) == len(body)
 
 
-def test_a_waiting_request_leaves_room_for_others(busy, make_org, make_client):
-    client = make_client(make_org("shed"))
+def test_health_and_metrics_are_never_refused(busy, web):
+    assert not shed(web("/health"))
+    assert not shed(web("/metrics"))
+
+
+def test_a_waiting_request_leaves_room_for_others(busy, web, make_org, make_client):
+    key = make_client(make_org("shed")).api_key
     with load_shedding.waiting():
-        assert client.get("/plugins").status_code == 200
-    assert client.get("/plugins").status_code == 503
+        assert web("/plugins", **auth(key))[0] == 200
+    assert shed(web("/plugins", **auth(key)))
 
 
-def test_requests_pass_again_once_the_one_in_progress_is_done(settings, make_org, make_client):
+def test_requests_pass_again_once_the_one_in_progress_is_done(settings, web, make_org, make_client):
     settings.WEB_ACTIVE_REQUEST_LIMIT = 1
-    client = make_client(make_org("shed"))
-    assert [client.get("/plugins").status_code for _ in range(3)] == [200, 200, 200]
+    key = make_client(make_org("shed")).api_key
+    assert [web("/plugins", **auth(key))[0] for _ in range(3)] == [200, 200, 200]
 
 
-def test_a_process_whose_loop_runs_late_refuses_until_it_catches_up(settings, make_org, make_client, monkeypatch):
+def test_a_process_whose_loop_runs_late_refuses_until_it_catches_up(settings, web, make_org, make_client, monkeypatch):
     settings.WEB_MAX_LAG_MS = 100
-    client = make_client(make_org("shed"))
+    key = make_client(make_org("shed")).api_key
     monkeypatch.setattr(load_shedding._lag, "seconds", 0.4)
-    assert shed(client.get("/plugins"))
-    assert not shed(client.get("/health"))
+    assert shed(web("/plugins", **auth(key)))
+    assert not shed(web("/health"))
     monkeypatch.setattr(load_shedding._lag, "seconds", 0.02)
-    assert client.get("/plugins").status_code == 200
+    assert web("/plugins", **auth(key))[0] == 200
 
 
 def test_the_lag_monitor_sees_a_loop_held_up():

@@ -19,7 +19,7 @@ from audit.events import record_event
 from audit.models import AuditEvent
 from observability import dashboard, stats
 from tests.chromium import png_size, requires_chromium, screenshot
-from tests.factories import install_source, make_execution
+from tests.factories import install_source, make_execution, make_scaling_event
 
 MINUTE = dt.timedelta(minutes=1)
 RAISES = """
@@ -92,16 +92,6 @@ def test_the_error_chart_groups_rare_types_as_other(org, examples):
     assert points(html, "T0") and not points(html, types[-1]) and points(html, "other")
 
 
-def scaled(priority, before, after, reason, at):
-    """A sentinel's `worker_pool_scaled` event, as cluster.py records it, dated `at`."""
-    event = record_event(
-        AuditEvent.Type.WORKER_POOL_SCALED, actor_id=f"sentinel:{priority}", target_id=priority,
-        metadata={"priority": priority, "from": before, "to": after, "reason": reason},
-    )
-    AuditEvent.objects.filter(pk=event.pk).update(timestamp=at)
-    return event
-
-
 @pytest.fixture
 def pools(settings, monkeypatch):
     """Bounds of each priority's pool; live heartbeats: a high cluster of 3
@@ -124,15 +114,15 @@ def test_the_pool_size_chart_replays_the_scaling_events(pools):
     now = timezone.now().replace(second=30, microsecond=0)
     start = hour_window(now)
     # high: decisions in the window; the one before it is superseded by their `from`.
-    scaled("high", 2, 5, "before the window", start - 10 * MINUTE)
-    scaled("high", 4, 6, "12 runs queued", start + 5 * MINUTE + dt.timedelta(seconds=10))
-    scaled("high", 6, 8, "8 of 6 workers busy with runs waiting", start + 20 * MINUTE + dt.timedelta(seconds=10))
-    scaled("high", 8, 7, "a worker idle for 300 s", start + 40 * MINUTE + dt.timedelta(seconds=10))
+    make_scaling_event("high", 2, 5, "before the window", start - 10 * MINUTE)
+    make_scaling_event("high", 4, 6, "12 runs queued", start + 5 * MINUTE + dt.timedelta(seconds=10))
+    make_scaling_event("high", 6, 8, "8 of 6 workers busy with runs waiting", start + 20 * MINUTE + dt.timedelta(seconds=10))
+    make_scaling_event("high", 8, 7, "a worker idle for 300 s", start + 40 * MINUTE + dt.timedelta(seconds=10))
     # medium: one decision right at a bucket's end counts in that bucket; before it, its `from`.
-    scaled("medium", 2, 3, "the oldest run has waited 1.2 s", start + 30 * MINUTE)
+    make_scaling_event("medium", 2, 3, "the oldest run has waited 1.2 s", start + 30 * MINUTE)
     # low: none in the window: the latest one before it, not the heartbeat's 4 or an older decision.
-    scaled("low", 1, 5, "older", start - 3 * 60 * MINUTE)
-    scaled("low", 1, 2, "latest before the window", start - 2 * 60 * MINUTE)
+    make_scaling_event("low", 1, 5, "older", start - 3 * 60 * MINUTE)
+    make_scaling_event("low", 1, 2, "latest before the window", start - 2 * 60 * MINUTE)
     # Another type of event about a priority is not a scaling decision.
     restart = record_event(AuditEvent.Type.PROCESS_RESTARTED, actor_id="supervisord", target_id="low",
                            metadata={"from": 0, "to": 9})
@@ -161,7 +151,7 @@ def test_without_scaling_events_the_pool_is_the_live_size_else_the_minimum(pools
 def test_the_dashboard_page_shows_the_pool_chart_and_the_latest_decisions(pools):
     now = timezone.now()
     for n in range(12):
-        scaled("medium", n, n + 1, f"{n + 50} runs queued", now - (12 - n) * MINUTE)
+        make_scaling_event("medium", n, n + 1, f"{n + 50} runs queued", now - (12 - n) * MINUTE)
     html = admin_client().get("/admin/dashboard/").content.decode()
     assert "<figcaption>Worker pool size by priority</figcaption>" in html
     assert max(points(html, "medium")) == 12 and points(html, "high") == [3] * 60

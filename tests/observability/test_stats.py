@@ -13,7 +13,7 @@ from audit.events import record_event
 from audit.models import AuditEvent
 from executions import breaker, cache
 from observability import stats
-from tests.factories import make_execution
+from tests.factories import make_execution, make_scaling_event
 
 pytestmark = pytest.mark.django_db
 
@@ -89,16 +89,6 @@ def test_no_cluster_means_no_workers_and_no_utilization(org, make_client, monkey
     assert body["queue"]["waitSeconds"]["p50"] is None and body["completedTasks"] == 0
 
 
-def scaled(priority, before, after, reason, at):
-    """A sentinel's `worker_pool_scaled` event, as cluster.py records it, dated `at`."""
-    event = record_event(
-        AuditEvent.Type.WORKER_POOL_SCALED, actor_id=f"sentinel:{priority}", target_id=priority,
-        metadata={"priority": priority, "from": before, "to": after, "reason": reason},
-    )
-    AuditEvent.objects.filter(pk=event.pk).update(timestamp=at)
-    return event
-
-
 def json_time(at):
     return at.isoformat().replace("+00:00", "Z")
 
@@ -117,7 +107,7 @@ def test_stats_report_each_priority_pool_and_the_latest_scaling_decisions(org, m
     # 25 decisions a minute apart, the newest last; and an event of another type that is not one.
     for n in range(25):
         priority = ("high", "medium", "low")[n % 3]
-        scaled(priority, n % 4 + 1, n % 4 + 2, f"{n} runs queued", now - dt.timedelta(minutes=25 - n))
+        make_scaling_event(priority, n % 4 + 1, n % 4 + 2, f"{n} runs queued", now - dt.timedelta(minutes=25 - n))
     record_event(AuditEvent.Type.PROCESS_RESTARTED, actor_id="supervisord", target_id="high",
                  metadata={"from": 0, "to": 9})
 
@@ -142,7 +132,7 @@ def test_stats_report_each_priority_pool_and_the_latest_scaling_decisions(org, m
 def test_the_latest_scaling_decisions_are_one_query(django_assert_num_queries):
     now = timezone.now()
     for n in range(3):
-        scaled("medium", n, n + 1, "below its minimum", now - dt.timedelta(seconds=10 - n))
+        make_scaling_event("medium", n, n + 1, "below its minimum", now - dt.timedelta(seconds=10 - n))
     with django_assert_num_queries(1):
         recent = stats.recent_scaling(limit=2)
     assert [(d["from"], d["to"]) for d in recent] == [(2, 3), (1, 2)]
