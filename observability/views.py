@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from core.envelope import error_response
 from core.errors import EngineError
+from core.offload import off_the_loop
 from core.openapi import error_responses
 from core.permissions import IsOperator, api_key_or_session
 
@@ -45,7 +46,7 @@ class MetricsView(APIView):
         if not prometheus.token_accepted(request.headers.get("Authorization", "")):
             refusal = EngineError("AUTHENTICATION_FAILED", "GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'")
             return error_response(refusal, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        body, content_type = prometheus.render()
+        body, content_type = off_the_loop(prometheus.render)
         return HttpResponse(body, content_type=content_type)
 
 
@@ -60,7 +61,7 @@ class StatsView(APIView):
         )},
     )
     def get(self, request):
-        return Response(stats.operator_stats())
+        return Response(off_the_loop(stats.operator_stats))
 
 
 def dashboard_view(request):
@@ -68,5 +69,5 @@ def dashboard_view(request):
     window = request.GET.get("window", "hour")
     if window not in dashboard.WINDOWS:
         window = "hour"
-    context = {**admin.site.each_context(request), "title": "Dashboard", **dashboard.build(window)}
+    context = {**admin.site.each_context(request), "title": "Dashboard", **off_the_loop(dashboard.build, window)}
     return TemplateResponse(request, "admin/observability/dashboard.html", context)

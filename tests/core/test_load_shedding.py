@@ -8,7 +8,9 @@ import json
 import time
 
 import pytest
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.test import RequestFactory
 
 from core import load_shedding
@@ -19,8 +21,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def web():
-    """Django behind the wrapper; call(path) returns (status, headers, body)."""
+    """Django behind the wrapper; call(path) returns (status, headers, body).
+    As Django's test client does, requests leave the test's database
+    connection open (a real request closes it when it ends)."""
     application = ShedExcessRequests(get_wsgi_application())
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
 
     def call(path, **headers):
         environ = RequestFactory().get(path, **headers).environ
@@ -32,7 +38,9 @@ def web():
         body = b"".join(application(environ, start_response))
         return answer["status"], answer["headers"], body
 
-    return call
+    yield call
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
