@@ -84,6 +84,13 @@ class Execution(models.Model):
         indexes = [
             models.Index(fields=["organization", "-queued_at"]),
             models.Index(fields=["status", "priority", "queued_at"], name="execution_queue"),
+            # An organization's runs in flight, counted at every admission:
+            # without it the count walks every run the organization ever had.
+            models.Index(
+                fields=["organization"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="execution_in_flight",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
