@@ -11,6 +11,9 @@ worker_class = "gevent"
 # A WAL checkpoint (writes and an fsync) run by a web process would hold all
 # its greenlets: the clusters' processes checkpoint instead (executions.reaper).
 os.environ.setdefault("SQLITE_WAL_AUTOCHECKPOINT", "0")
+# Each request's greenlet has a database connection of its own: closed when
+# the request ends (executor_project/settings.py).
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 360

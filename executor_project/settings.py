@@ -131,6 +131,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         f"PRAGMA wal_autocheckpoint={env_int('SQLITE_WAL_AUTOCHECKPOINT', 1000)};",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+# Seconds a connection is kept after a request ends (empty: for ever). The
+# gevent web sets 0 (gunicorn.conf.py): its connections belong to a
+# request's greenlet and must be closed when it ends, not left to the
+# garbage collector, which let them pile up, open, by the hundred.
+if env_str("DB_CONN_MAX_AGE"):
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
 # django-prometheus's drop-in backends count queries, errors and their latency.
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
     "django.db.backends.", "django_prometheus.db.backends."
