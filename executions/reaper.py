@@ -76,3 +76,7 @@ def checkpoint_wal():
     if connection.vendor == "sqlite" and not connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            # Read its answer: a statement left unfinished would hold a read
+            # snapshot, and every later read of this connection would see
+            # the database as it was then.
+            cursor.fetchall()

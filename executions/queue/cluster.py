@@ -111,11 +111,13 @@ class ExecutionSentinel(Sentinel):
     def spawn_cluster(self):
         self.pool = []
         self.beat()
-        db.connections.close_all()
         for __ in range(self.pool_limits.minimum):
             self.spawn_worker()
 
     def spawn_worker(self):
+        # A SQLite connection must never cross a fork: parent and child would
+        # share one handle (its snapshot, its locks) and corrupt the file.
+        db.connections.close_all()
         timer = RawValue("d", IDLE)
         process = get_mp_context().Process(
             target=serve, args=(self.priority, timer, self.wakeups, Conf.RECYCLE), name=f"Process-{uuid.uuid4().hex}"
