@@ -66,18 +66,20 @@ def check_cluster():
 
 
 def check_progress():
-    """Unhealthy when a queue makes no progress: its oldest run has waited
-    longer than HEALTH_STALL_SECONDS although its clusters have idle workers
-    (a stuck cluster, not a busy one)."""
+    """Unhealthy when a queue makes no progress: its oldest run that may
+    start has waited longer than HEALTH_STALL_SECONDS although its clusters
+    have idle workers (a stuck cluster, not a busy one)."""
     idle = {}
     for stat in live_clusters():
         priority = getattr(stat, "priority", None)
         idle[priority] = idle.get(priority, 0) + len(stat.workers) - getattr(stat, "busy", 0)
     now = timezone.now()
     oldest = stats.oldest_queued_seconds(now)
+    # Long runs held back while long runs fill their share wait by rule.
+    startable = stats.oldest_queued_seconds(now, startable_only=True) if any(oldest.values()) else {}
     stalled = {
         priority: round(age, 1)
-        for priority, age in oldest.items()
+        for priority, age in startable.items()
         if age > settings.HEALTH_STALL_SECONDS and idle.get(priority, 0) > 0
     }
     detail = {"oldestQueuedSeconds": {priority: round(age, 1) for priority, age in oldest.items()}}

@@ -18,6 +18,7 @@ from django_q.status import Stat
 from audit.models import AuditEvent
 from executions import breaker, cache
 from executions.models import Execution
+from executions.queue import claims
 
 QUEUE_WAIT_WINDOW = dt.timedelta(hours=1)
 # The latest runs are enough for a percentile; this bounds the query.
@@ -107,14 +108,19 @@ def queue_size():
     return Execution.objects.filter(status=Execution.Status.QUEUED).count()
 
 
-def oldest_queued_seconds(now=None):
+def oldest_queued_seconds(now=None, startable_only=False):
     """{priority: how long its oldest queued run has waited}, for each
-    priority with a run queued (one indexed query each)."""
+    priority with a run queued (one indexed query each). `startable_only`:
+    leave out the long runs while the priority's long runs hold all the
+    workers they may (executions.queue.claims): those wait by rule."""
     now = now or timezone.now()
     ages = {}
     for priority in settings.PRIORITY_CLUSTERS:
+        queued = Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority)
+        if startable_only and claims.long_runs_in_progress(priority) >= claims.long_run_workers(priority):
+            queued = queued.filter(long_running=False)
         oldest = (
-            Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority)
+            queued
             .order_by("queued_at")
             .values_list("queued_at", flat=True)
             .first()

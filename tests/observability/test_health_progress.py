@@ -45,6 +45,22 @@ def test_a_queue_waiting_behind_busy_workers_is_not_a_stall(monkeypatch, waiting
     assert progress["status"] == "healthy" and progress["oldestQueuedSeconds"]["medium"] >= 30
 
 
+def test_long_runs_held_back_while_long_runs_fill_their_share_are_not_a_stall(monkeypatch, settings, waiting_run):
+    settings.PRIORITY_WORKERS = {**settings.PRIORITY_WORKERS, "medium": 2}
+    heartbeats(monkeypatch, medium=1)  # one long run busy, one worker kept for short runs
+    Execution = waiting_run.__class__
+    Execution.objects.filter(pk=waiting_run.pk).update(long_running=True)
+    running = make_execution(waiting_run.organization, waiting_run.plugin_version, status="running")
+    Execution.objects.filter(pk=running.pk).update(priority="medium", long_running=True)
+    progress = APIClient().get("/health").json()["checks"]["progress"]
+    assert progress["status"] == "healthy" and progress["oldestQueuedSeconds"]["medium"] >= 30
+
+    # The same wait for a short run, with that worker idle, is a stall.
+    Execution.objects.filter(pk=waiting_run.pk).update(long_running=False)
+    progress = APIClient().get("/health").json()["checks"]["progress"]
+    assert progress["status"] == "unhealthy" and set(progress["stalled"]) == {"medium"}
+
+
 def test_a_priority_no_cluster_serves_is_unhealthy(monkeypatch):
     clusters = [SimpleNamespace(priority="high", workers=[1], busy=0, status="Idle")]
     monkeypatch.setattr(health, "live_clusters", lambda: clusters)
