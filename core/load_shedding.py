@@ -94,5 +94,4 @@ def waiting():
     try:
         yield
     finally:
-        with _working.lock:
-            _working.count += 1
+        _working.enter(0)

@@ -75,12 +75,17 @@ def check_progress():
         idle[priority] = idle.get(priority, 0) + len(stat.workers) - getattr(stat, "busy", 0)
     now = timezone.now()
     oldest = stats.oldest_queued_seconds(now)
-    # Long runs held back while long runs fill their share wait by rule.
-    startable = stats.oldest_queued_seconds(now, startable_only=True) if any(oldest.values()) else {}
+    suspects = {
+        priority for priority, age in oldest.items()
+        if age > settings.HEALTH_STALL_SECONDS and idle.get(priority, 0) > 0
+    }
+    # A suspect is stalled only if a run that may start has waited that long:
+    # long runs held back while long runs fill their share wait by rule.
+    startable = stats.oldest_queued_seconds(now, startable_only=True) if suspects else {}
     stalled = {
         priority: round(age, 1)
         for priority, age in startable.items()
-        if age > settings.HEALTH_STALL_SECONDS and idle.get(priority, 0) > 0
+        if priority in suspects and age > settings.HEALTH_STALL_SECONDS
     }
     detail = {"oldestQueuedSeconds": {priority: round(age, 1) for priority, age in oldest.items()}}
     if stalled:
