@@ -46,6 +46,9 @@ SPARES = 2
 # the next run starts, and the spares are already waiting in theirs; each must
 # be accounted and killed on its own.
 RUN_CGROUPS = ("a", "b", "c", "d")
+# The kernel checks RLIMIT_CPU on its clock tick: a child it killed for CPU
+# has used at least its allowance, give or take a tick.
+CPU_LIMIT_SLACK_SECONDS = 0.05
 ALWAYS_ACTIVE = ("fresh_process", "empty_environment", "closed_fds", "rlimits", "no_new_privs")
 
 
@@ -70,6 +73,7 @@ class Run:
     cgroup: object
     deadline: float
     started: float
+    cpu_seconds: int
     done_sock: socket.socket | None = None
     timed_out: bool = False
     superseded: bool = False
@@ -261,6 +265,7 @@ class Server:
                 cgroup=cgroup,
                 deadline=started + request["timeoutMs"] / 1000,
                 started=started,
+                cpu_seconds=limits.cpu_seconds,
             )
         )
         # The host sends a run only once it has the previous answer: a child
@@ -318,9 +323,16 @@ class Server:
         run.close_done_sock()
         self.runs.remove(run)
         oom_killed = False
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        # With soft and hard RLIMIT_CPU equal the kernel sends SIGKILL, not
+        # SIGXCPU: a child killed after using its CPU allowance ran out of
+        # time, even when that came before the wall-clock deadline (threads
+        # in C code, or this loop woken late on a busy host).
+        if killed and not run.timed_out and usage.ru_utime + usage.ru_stime >= run.cpu_seconds - CPU_LIMIT_SLACK_SECONDS:
+            run.timed_out = True
         if run.cgroup is not None:
             run.cgroup.kill_all()
-            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and not run.timed_out:
+            if killed and not run.timed_out:
                 oom_killed = run.cgroup.was_oom_killed()
         if run.superseded:
             return

@@ -70,7 +70,7 @@ def test_infinite_loop_times_out_and_next_call_succeeds(live, api, examples):
     started = time.monotonic()
     response = execute(api, pluginId="spinner", actionName="spin", timeout=2000)
     elapsed = time.monotonic() - started
-    assert response.status_code == 504
+    assert response.status_code == 504, response.json()
     error = response.json()["error"]
     assert error["type"] == "TIMEOUT" and error["retryable"] is True
     assert elapsed < 3.0

@@ -8,9 +8,14 @@ No Django here (`-p no:django` runs it): see tests/sandbox/__init__.py.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 
-from tests.sandbox.helpers import BENIGN, SPIN, PeakRss, host_intact
+from tests.sandbox.helpers import BENIGN, SPIN, PeakRss, host_intact, server_pids
 
 pytestmark = pytest.mark.slow
 
@@ -136,6 +141,32 @@ def test_time_bomb_times_out(sandbox, run, kind):
     result = run(TIME_BOMBS[kind], timeout_ms=timeout_ms)
     assert result.status == "timeout" and result.error_type == "TIMEOUT", result
     assert result.elapsed <= timeout_ms / 1000 + 1.0, result.elapsed
+    host_intact(sandbox, result)
+
+
+def test_cpu_limit_reached_before_a_late_deadline_check_is_a_timeout(sandbox, run):
+    """On a busy host the fork-server may look at the clock late; by then the
+    kernel has killed the spinning child for its CPU allowance (the timeout's
+    seconds + 1, SIGKILL because soft and hard limits are equal). That is the
+    run's timeout, not a crash of the worker."""
+    pids = server_pids(sandbox.a)
+    server = list(pids["inner"]) or [pids["outer"]]
+
+    def pause_the_fork_server():
+        time.sleep(0.3)
+        for pid in server:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(2.5)
+        for pid in server:
+            os.kill(pid, signal.SIGCONT)
+
+    pauser = threading.Thread(target=pause_the_fork_server)
+    pauser.start()
+    try:
+        result = run(SPIN, timeout_ms=1000)
+    finally:
+        pauser.join()
+    assert result.status == "timeout" and result.error_type == "TIMEOUT", result
     host_intact(sandbox, result)
 
 
