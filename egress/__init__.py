@@ -47,6 +47,8 @@ Security model (per hop, including every redirect hop):
    and the response body are capped, and a single wall-clock budget
    (``timeout_seconds``) covers DNS, connect, TLS, the request, all
    redirects and the response body (a watchdog aborts trickling servers).
+7. A redirect to another origin (scheme, host or port) carries none of the
+   caller's headers, since any of them may be a credential.
 
 Errors: :class:`EgressDenied` is a policy refusal (including a response body
 larger than the cap; the engine maps it to SANDBOX_VIOLATION);

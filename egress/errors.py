@@ -33,7 +33,8 @@ class EgressDenied(EgressError):
     Codes: invalid_url, scheme_not_allowed, port_not_allowed,
     domain_not_allowed, ip_literal_not_allowed, forbidden_address,
     method_not_allowed, invalid_header, invalid_body, request_too_large,
-    response_too_large, too_many_redirects.
+    response_too_large, too_many_redirects; rate_limited when the caller's
+    ``before_send`` refuses (see :func:`egress.fetch`).
     """
 
     code = "denied"

@@ -9,7 +9,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Union
+from typing import Callable, Iterable, Mapping, Optional, Union
 from urllib.parse import urljoin
 
 from .connection import (
@@ -28,8 +28,6 @@ __all__ = ["EgressResponse", "fetch"]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_RESOLVED_ADDRESSES = 32
 _READ_CHUNK = 64 * 1024
-# Credentials that must not follow a redirect to a different origin.
-CROSS_ORIGIN_STRIPPED_HEADERS = frozenset({"authorization", "cookie"})
 
 
 @dataclass(frozen=True)
@@ -242,6 +240,7 @@ def fetch(
     url: str,
     headers: Optional[Union[Mapping[str, str], Iterable[tuple]]] = None,
     body: Optional[Union[bytes, bytearray, str]] = None,
+    before_send: Optional[Callable[[], None]] = None,
 ) -> EgressResponse:
     """Perform one plugin HTTP request under ``policy``.
 
@@ -249,9 +248,16 @@ def fetch(
     scheme, port, allowlist, DNS answers (all must be allowed), and the
     connection goes to the checked address.  Redirects (301/302/303/307/308)
     are followed up to ``policy.max_redirects``; 303 (and 301/302 after a
-    POST) switch to GET without a body, 307/308 keep method and body.  On a
-    cross-origin redirect Authorization and Cookie headers are dropped.
-    ``timeout_seconds`` is the total budget for everything.
+    POST) switch to GET without a body, 307/308 keep method and body.  A
+    redirect to another origin (scheme, host or port; so also a downgrade
+    from https to http) carries none of the caller's headers: any of them
+    may be a credential (``X-Api-Key`` as much as ``Authorization``), and
+    only the caller knows which.  ``timeout_seconds`` is the total budget
+    for everything.
+
+    ``before_send`` is called once, when every check of the first hop has
+    passed and just before connecting: the caller's rate limit counts only
+    requests that are really sent.  It may raise :class:`EgressDenied`.
 
     Raises :class:`EgressDenied` or :class:`EgressFailed`.
     """
@@ -266,6 +272,8 @@ def fetch(
     bytes_sent = 0
     while True:
         addresses = _resolve(policy, target, deadline)
+        if before_send is not None and redirects == 0:
+            before_send()
         hop = _perform(policy, target, addresses, method, request_headers, data, deadline, may_follow=True)
         bytes_sent += len(data or b"")
         if hop.location is None:
@@ -296,5 +304,5 @@ def fetch(
                 (n, v) for n, v in request_headers if n.lower() not in ("content-type", "content-encoding")
             ]
         if next_target.origin != target.origin:
-            request_headers = [(n, v) for n, v in request_headers if n.lower() not in CROSS_ORIGIN_STRIPPED_HEADERS]
+            request_headers = []
         target = next_target

@@ -1,5 +1,5 @@
-"""The worker side of `ctx.http`: the allowlist, the per-plugin rate limit and
-the audit trail around `egress.fetch`."""
+"""The worker side of `ctx.http`: the allowlist, the per-organization and
+per-plugin rate limit and the audit trail around `egress.fetch`."""
 
 import base64
 import datetime as dt
@@ -20,12 +20,15 @@ from egress import (
     fetch,
     normalize_domain_entry,
 )
+from sandbox.client import clean_text
 
 from .models import EgressWindow
 from .redaction import Redactor
 
 
 def host_of(url):
+    if not isinstance(url, str):
+        return None
     try:
         return urlsplit(url).hostname
     except ValueError:
@@ -52,17 +55,39 @@ def bounded_domains(manifest_domains, operator_domains):
     return allowed
 
 
-def take_egress_slot(plugin_slug, limit_per_minute):
-    """Count one request in this plugin's current minute; False if over the limit."""
+def take_egress_slot(organization_id, plugin_slug, limit_per_minute):
+    """Count one request of this organization's runs of this plugin in the
+    current minute; False if over the limit.
+
+    Exact under concurrency: the count is raised by one conditional UPDATE
+    (`count < limit`), which the database applies atomically under the row's
+    lock, so concurrent workers never read-modify-write the same count."""
     now = timezone.now()
     window_start = now.replace(second=0, microsecond=0)
+    key = {"organization_id": organization_id, "plugin_slug": plugin_slug, "window_start": window_start}
     with transaction.atomic():
-        EgressWindow.objects.get_or_create(plugin_slug=plugin_slug, window_start=window_start)
-        taken = EgressWindow.objects.filter(
-            plugin_slug=plugin_slug, window_start=window_start, count__lt=limit_per_minute
-        ).update(count=F("count") + 1)
-        EgressWindow.objects.filter(window_start__lt=window_start - dt.timedelta(minutes=10)).delete()
+        _, created = EgressWindow.objects.get_or_create(**key)
+        taken = EgressWindow.objects.filter(**key, count__lt=limit_per_minute).update(count=F("count") + 1)
+        if created:  # once a minute per key is enough to keep the table small
+            EgressWindow.objects.filter(window_start__lt=window_start - dt.timedelta(minutes=10)).delete()
     return bool(taken)
+
+
+# How much of the text a child chose an audit event keeps (a host name is at
+# most 253 characters).
+RECORDED_METHOD_CHARS = 16
+RECORDED_HOST_CHARS = 253
+RECORDED_REASON_CHARS = 500
+
+
+def recordable(value, limit):
+    """Child-chosen text as an audit event may hold it: at most `limit`
+    characters, and no NUL or lone surrogate, which PostgreSQL refuses (the
+    refusal would end the run as WORKER_CRASHED). Anything but text is not
+    recorded at all."""
+    if not isinstance(value, str):
+        return ""
+    return clean_text(value[:limit])
 
 
 class EgressGateway:
@@ -80,19 +105,31 @@ class EgressGateway:
             timeout_seconds=settings.EGRESS_TIMEOUT_SECONDS,
         )
 
+    def take_slot(self):
+        """Called by `fetch` only once the request has passed every check."""
+        limit = settings.EGRESS_RATE_LIMIT_PER_MINUTE
+        if not take_egress_slot(self.execution.organization_id, self.plugin_slug, limit):
+            raise EgressDenied(
+                f"rate limit: this plugin may make {limit} requests per minute for your organization", "rate_limited"
+            )
+
     def __call__(self, frame):
-        method = str(frame.get("method", "GET"))
-        url = str(frame.get("url", ""))
+        # The frame is the child's: its values go to `fetch` as they are (it
+        # checks them), and reach the audit event only through `recordable`.
+        method = frame.get("method", "GET")
+        url = frame.get("url", "")
         started = time.monotonic()
-        metadata = {"executionId": str(self.execution.id), "pluginId": self.plugin_slug, "method": method,
-                    "host": host_of(url)}
+        metadata = {
+            "executionId": str(self.execution.id),
+            "pluginId": self.plugin_slug,
+            "method": self._recordable(method, RECORDED_METHOD_CHARS),
+            "host": self._recordable(host_of(url), RECORDED_HOST_CHARS) or None,
+        }
         try:
             body = base64.b64decode(frame["body"]) if frame.get("body") else None
-            if not take_egress_slot(self.plugin_slug, settings.EGRESS_RATE_LIMIT_PER_MINUTE):
-                raise EgressDenied(
-                    f"rate limit: this plugin may make {settings.EGRESS_RATE_LIMIT_PER_MINUTE} requests per minute"
-                )
-            response = fetch(self.policy(), method, url, headers=frame.get("headers") or {}, body=body)
+            response = fetch(
+                self.policy(), method, url, headers=frame.get("headers") or {}, body=body, before_send=self.take_slot
+            )
         except EgressDenied as error:
             return self._refused("denied", str(error), metadata, started)
         except EgressFailed as error:
@@ -114,8 +151,16 @@ class EgressGateway:
             "url": response.url,
         }
 
+    def _recordable(self, value, limit):
+        # Redacted before it is cut, so that no part of a secret survives the cut.
+        return recordable(self.redactor.text(value) if isinstance(value, str) else value, limit)
+
     def _refused(self, kind, message, metadata, started):
-        metadata.update(allowed=False, reason=message, durationMs=round((time.monotonic() - started) * 1000, 1))
+        metadata.update(
+            allowed=False,
+            reason=self._recordable(message, RECORDED_REASON_CHARS),
+            durationMs=round((time.monotonic() - started) * 1000, 1),
+        )
         self._log(metadata)
         return {"ok": False, "kind": kind, "message": message}
 
@@ -125,7 +170,7 @@ class EgressGateway:
             organization=self.execution.organization,
             actor_id=self.execution.actor_id,
             target_id=self.plugin_slug,
-            # The plugin chose the method and the URL, and the reason may quote
-            # them: any of these could carry a secret it was given.
-            metadata=self.redactor.data(metadata),
+            # Every string in it is already redacted: the plugin chose the
+            # method and the URL, and the reason may quote them.
+            metadata=metadata,
         )

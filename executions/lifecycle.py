@@ -169,10 +169,13 @@ def give_back_lost_run(execution, reason):
                 start_deadline=now + dt.timedelta(milliseconds=left_ms),
             )
             if requeued:
-                number = execution.attempts.count() + 1
-                ExecutionAttempt.objects.create(
-                    execution=execution, number=number, status=Execution.Status.ERROR, error_type="WORKER_CRASHED",
-                    error_message=message, started_at=execution.started_at or now, finished_at=now,
+                # The attempt in flight is recorded as lost, unless the worker
+                # recorded it itself and died after (recording the run's end):
+                # the next attempt must not take its number.
+                ExecutionAttempt.objects.get_or_create(
+                    execution=execution, number=execution.retry_count + 1,
+                    defaults=dict(status=Execution.Status.ERROR, error_type="WORKER_CRASHED", error_message=message,
+                                  started_at=execution.started_at or now, finished_at=now),
                 )
                 record_lost_run(execution, reason, "requeued")
                 transaction.on_commit(lambda: wake(queue_topic(execution.priority)))

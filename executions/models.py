@@ -170,14 +170,19 @@ class CircuitBreaker(models.Model):
 
 
 class EgressWindow(models.Model):
-    """Requests one plugin made through the egress broker in one minute,
-    counted in the database so every worker process shares the limit."""
+    """Requests one organization's runs of one plugin sent through the egress
+    broker in one minute, counted in the database so every worker process
+    shares the limit. Per organization, so that one tenant cannot spend a
+    public plugin's budget for all the others."""
 
+    organization = models.ForeignKey("quotas.Organization", on_delete=models.CASCADE, related_name="+")
     plugin_slug = models.SlugField(max_length=64)
     window_start = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["plugin_slug", "window_start"], name="one_egress_window_per_plugin_minute")
+            models.UniqueConstraint(
+                fields=["organization", "plugin_slug", "window_start"], name="one_egress_window_per_org_plugin_minute"
+            )
         ]

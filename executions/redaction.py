@@ -21,6 +21,7 @@ class Redactor:
         )
         # Longest first, so that a value containing another is redacted whole.
         self.pattern = re.compile("|".join(map(re.escape, self.values)), re.IGNORECASE) if self.values else None
+        self.folded = [_fold(value) for value in self.values]
 
     def text(self, value):
         if not self.values or not value:
@@ -53,5 +54,36 @@ class Redactor:
             return self.text(encoded)
         return json.dumps(self.data(decoded), ensure_ascii=False)
 
-    def lines(self, lines):
-        return [self.text(line) for line in lines]
+    def trim_fragments(self, value):
+        """Replace what is left of a secret at either end of a text cut
+        before it was redacted (a cut through a value leaves a piece that
+        `text` no longer recognises): the longest start that ends a value and
+        the longest end that begins one, of MIN_SECRET_LENGTH characters or
+        more. Ends that merely look like a value's start or end go too."""
+        if not self.values or not value:
+            return value
+        folded = _fold(value)
+        head = max(_overlap(folded[: len(secret) - 1][::-1], secret[::-1]) for secret in self.folded)
+        tail = max(_overlap(folded[-len(secret) + 1 :], secret) for secret in self.folded)
+        if head + tail >= len(value):
+            return REDACTED
+        return (REDACTED if head else "") + value[head : len(value) - tail] + (REDACTED if tail else "")
+
+
+def _fold(text):
+    """Lowercase for matching in any letter case, unless that would move
+    positions (a few characters lowercase to two)."""
+    folded = text.lower()
+    return folded if len(folded) == len(text) else text
+
+
+def _overlap(text, secret):
+    """The length of the longest end of `text` that begins `secret`, if at
+    least MIN_SECRET_LENGTH characters long; else 0."""
+    start = secret[:MIN_SECRET_LENGTH]
+    position = text.find(start)
+    while position != -1:
+        if secret.startswith(text[position:]):
+            return len(text) - position
+        position = text.find(start, position + 1)
+    return 0

@@ -79,13 +79,13 @@ def memory_limit_mb(organization, manifest):
     return min(requested, ceiling) if requested else ceiling
 
 
-def secrets_for_run(organization, manifest, request_secrets):
+def secrets_for_run(organization, plugin_version, request_secrets):
     """(available, granted): the organization's stored secrets overridden by
     the request's own values, decrypted only for the names the manifest
-    declares; and of those, what the plugin receives. Redaction covers all
-    of `available`."""
-    declared = set(manifest.get("secrets") or [])
-    available = {**stored_secrets(organization, declared), **request_secrets}
+    declares and the organization granted to this plugin; and of those,
+    what the plugin receives. Redaction covers all of `available`."""
+    declared = set(plugin_version.manifest.get("secrets") or [])
+    available = {**stored_secrets(organization, declared, plugin_version.plugin_id), **request_secrets}
     granted = {name: value for name, value in available.items() if name in declared}
     return available, granted
 
@@ -95,9 +95,12 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
     version = execution.plugin_version
     action = version.manifest["actions"][execution.action]
     try:
-        available, granted = secrets_for_run(execution.organization, version.manifest, secrets)
+        available, granted = secrets_for_run(execution.organization, version, secrets)
     except SecretUnreadable as error:
         return RunResult(status="error", error_type="INTERNAL_ERROR", message=str(error))
+    # The sandbox client redacts the child's texts before it cuts them to
+    # their caps; the result is redacted here, once it has passed its checks.
+    redactor = Redactor(available.values())
     request = RunRequest(
         execution_id=str(execution.id),
         actor_id=execution.actor_id,
@@ -111,14 +114,12 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
         memory_bytes=execution.memory_limit_mb * 1024 * 1024,
         max_result_bytes=settings.MAX_RESULT_BYTES,
         max_log_bytes=settings.MAX_LOG_BYTES,
+        max_log_lines=settings.MAX_LOG_LINES,
+        redactor=redactor,
     )
     try:
         outcome = sandbox_client().run(request, egress_handler=EgressGateway(execution, granted))
     except SandboxUnavailable as error:
         outcome = RunResult(status="error", error_type="SANDBOX_UNAVAILABLE", message=str(error))
-    redactor = Redactor(available.values())
     outcome.result_json = redactor.json_text(outcome.result_json)
-    outcome.message = redactor.text(outcome.message)
-    outcome.traceback = redactor.text(outcome.traceback)
-    outcome.logs = redactor.lines(outcome.logs)
     return outcome

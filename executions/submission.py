@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from jsonschema import Draft202012Validator
+from referencing.exceptions import Unresolvable
 
 from audit.events import record_event
 from audit.models import AuditEvent
@@ -17,6 +17,7 @@ from core.draining import is_draining
 from core.errors import EngineError
 from core.load_shedding import waiting
 from plugins.models import Plugin, PluginVersion
+from plugins.params_schema import UncheckableSchema, params_validator
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
 from quotas.models import Tier
 
@@ -70,7 +71,16 @@ def unresolved(organization, plugin_id, version):
 
 def validate_params(action, params):
     schema = action.get("params") or {"type": "object"}
-    errors = sorted(Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(params_validator(schema).iter_errors(params), key=lambda e: list(e.absolute_path))
+    except (UncheckableSchema, Unresolvable) as exc:
+        # Upload refuses such schemas (a bad $ref as far as the examples reach
+        # it): a version uploaded before that, or a $ref no example reached.
+        raise EngineError(
+            "VALIDATION_ERROR",
+            f"this action's params schema cannot be checked here ({exc}); the plugin needs a new version",
+            details=[{"field": "params", "message": str(exc)}],
+        ) from None
     if errors:
         details = [
             {"field": "params" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
@@ -147,7 +157,7 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
         request_fingerprint=fingerprint if idempotency_key else "",
     )
     if cache.is_cacheable(action):
-        _, granted = secrets_for_run(organization, plugin_version.manifest, secrets)
+        _, granted = secrets_for_run(organization, plugin_version, secrets)
         fields["cache_key"] = cache.cache_key(organization, plugin_version, action_name, params, granted)
         cached = cache.lookup(fields["cache_key"])
         if cached is not None:

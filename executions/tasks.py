@@ -3,7 +3,7 @@
 import logging
 import time
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from . import breaker, cache, lifecycle, recovery
@@ -18,7 +18,9 @@ def run_claimed(execution):
     try:
         secrets = unseal_secrets(execution.sealed_secrets or None)
     except SecretsUnreadable as error:
-        lifecycle.finish_execution(execution, status="error", error_type="INTERNAL_ERROR", error_message=str(error))
+        lifecycle.finish_execution(
+            execution, status="error", error_type="INTERNAL_ERROR", error_message=str(error), retry_count=execution.retry_count
+        )
         return
     try:
         outcome, retries = run_with_retries(execution, secrets)
@@ -27,10 +29,35 @@ def run_claimed(execution):
         # "running": close it as a crash of the worker's side, retryable.
         logger.exception("execution %s failed on the host side", execution.pk)
         lifecycle.finish_execution(
-            execution, status="error", error_type="WORKER_CRASHED", error_message="the worker failed while running this execution"
+            execution, status="error", error_type="WORKER_CRASHED", error_message="the worker failed while running this execution",
+            retry_count=execution.retry_count,
         )
         return
-    finish(execution, outcome, retries)
+    try:
+        finish(execution, outcome, retries)
+    except Exception as error:
+        logger.exception("the outcome of execution %s could not be recorded", execution.pk)
+        end_unrecorded(execution, error, retries)
+
+
+def end_unrecorded(execution, error, retries):
+    """The run ended but recording its outcome failed: end it as an error,
+    without the plugin's output, rather than leave it running (holding its
+    organization's slot and its sealed secrets) until its lease runs out.
+    Should even this fail, the worker dies and its sentinel gives the run back.
+
+    Data the database refused would be refused again: the plugin's error.
+    Anything else (a lock, a lost connection) may pass on another try.
+    """
+    # A connection the failure left unusable is replaced.
+    close_old_connections()
+    if isinstance(error, (IntegrityError, DataError)):
+        error_type, message = "PLUGIN_ERROR", "the action's output could not be stored: the database refused it"
+    else:
+        error_type, message = "INTERNAL_ERROR", "the run ended, but its outcome could not be recorded"
+    lifecycle.finish_execution(
+        execution, status="error", error_type=error_type, error_message=message, retry_count=retries
+    )
 
 
 def run_with_retries(execution, secrets):

@@ -187,6 +187,9 @@ JWT_ORGANIZATION_CLAIM = env_str("JWT_ORGANIZATION_CLAIM", "org")
 JWT_ACTOR_CLAIM = env_str("JWT_ACTOR_CLAIM", "sub")
 JWT_STAFF_CLAIM = env_str("JWT_STAFF_CLAIM", "staff")
 AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 30)
+# Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is
+# believed for the client address (core.client_address); empty: none.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 
 # Execution limits (docs/operations.md).
 PORT = env_int("PORT", 3000)
@@ -241,6 +244,8 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_LOG_BYTES = 64 * 1024
+# Lines count as well as bytes: a million empty lines weigh nothing in bytes.
+MAX_LOG_LINES = env_int("MAX_LOG_LINES", 1000)
 
 # The sandbox (docs/security.md). Required layers default to every layer, so a
 # host that lacks one refuses to run plugins until an operator decides.

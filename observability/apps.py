@@ -7,6 +7,9 @@ class ObservabilityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "observability"
 
+    def ready(self):
+        from . import checks  # noqa: F401 (registers the system checks)
+
 
 class EngineAdminConfig(admin_apps.AdminConfig):
     """Django's admin, with the engine's site as `admin.site`."""

@@ -64,9 +64,11 @@ def render():
 
 
 def token_accepted(authorization):
-    """True when no METRICS_TOKEN is set, or when the Authorization header presents it."""
+    """True when the Authorization header presents METRICS_TOKEN. Without a
+    token the exposition is open only under DEBUG: its labels name every
+    organization's plugins, private ones included."""
     token = settings.METRICS_TOKEN
     if not token:
-        return True
+        return settings.DEBUG
     scheme, _, presented = authorization.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())

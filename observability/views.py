@@ -1,6 +1,7 @@
 """How the service is watched: /health, /metrics, /stats and the admin dashboard."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from drf_spectacular.types import OpenApiTypes
@@ -12,10 +13,14 @@ from core.envelope import error_response
 from core.errors import EngineError
 from core.offload import off_the_loop
 from core.openapi import error_responses
-from core.permissions import IsOperator, api_key_or_session
+from core.permissions import IsOperator, SessionHoldsPermission, api_key_or_session
 
 from . import dashboard, openapi, prometheus, stats
 from .health import UNHEALTHY, run_checks
+
+# /stats and the dashboard show every organization's runs: an admin user
+# needs to be allowed to view them, not only to be staff.
+OPERATOR_FIGURES_PERMISSION = "executions.view_execution"
 
 
 class HealthView(APIView):
@@ -34,7 +39,10 @@ class MetricsView(APIView):
 
     @extend_schema(
         summary="Prometheus metrics",
-        description="Open, unless METRICS_TOKEN is set: then `Authorization: Bearer <METRICS_TOKEN>`.",
+        description=(
+            "Needs `Authorization: Bearer <METRICS_TOKEN>`; refused to everyone while the service has no "
+            "METRICS_TOKEN, except under DEBUG, where it is then open."
+        ),
         responses={
             (200, "text/plain"): OpenApiResponse(
                 OpenApiTypes.STR, examples=[OpenApiExample("Exposition", value=openapi.METRICS_EXAMPLE)]
@@ -52,7 +60,8 @@ class MetricsView(APIView):
 
 class StatsView(APIView):
     authentication_classes = api_key_or_session()
-    permission_classes = [IsOperator]
+    permission_classes = [IsOperator, SessionHoldsPermission]
+    session_permission = OPERATOR_FIGURES_PERMISSION
 
     @extend_schema(
         summary="Worker pool, queue and completed runs (operators)",
@@ -66,6 +75,8 @@ class StatsView(APIView):
 
 def dashboard_view(request):
     """The admin dashboard (wrapped in admin_view in the URLconf: staff only)."""
+    if not request.user.has_perm(OPERATOR_FIGURES_PERMISSION):
+        raise PermissionDenied
     window = request.GET.get("window", "hour")
     if window not in dashboard.WINDOWS:
         window = "hour"

@@ -103,6 +103,18 @@ class PluginAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/plugins/plugin/upload.html", context)
 
+    def save_model(self, request, obj, form, change):
+        # Adding is uploading (add_view). Who may run a plugin changes only
+        # through the services, which record the change in the audit log.
+        details = [field for field in form.changed_data if field not in ("enabled", "owner")]
+        if details:
+            obj.save(update_fields=[*details, "updated_at"])
+        actor_id = admin_actor_id(request)
+        if "owner" in form.changed_data:
+            services.set_plugin_owner(obj, obj.owner, actor_id=actor_id)
+        if "enabled" in form.changed_data:
+            services.set_plugin_enabled(obj, obj.enabled, actor_id=actor_id)
+
     @admin.display(description="Active version", ordering="active_version_number")
     def active_version(self, plugin):
         return plugin.active_version_number or "—"

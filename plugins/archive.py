@@ -65,9 +65,15 @@ def check_files(files):
 
 
 def _check_relative_path(path):
+    # A newline in a name could forge lines of a listing of the files (the
+    # signed files digest was one); other control, format and separator
+    # characters hide what a name says from whoever reads it.
+    unprintable = next((char for char in path if not char.isprintable()), None)
+    if unprintable is not None:
+        raise _archive_error(f"{path!r}: names may only hold printable characters, not {unprintable!r}")
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
         raise _archive_error(f"{path!r}: absolute paths are not allowed")
-    if "\\" in path or "\x00" in path:
+    if "\\" in path:
         raise _archive_error(f"{path!r}: use '/' as the only separator")
     if any(part in ("", ".", "..") for part in path.rstrip("/").split("/")):
         raise _archive_error(f"{path!r}: path segments may not be empty, '.' or '..'")

@@ -18,6 +18,8 @@ from referencing.exceptions import Unresolvable
 
 from egress import normalize_domain_entry
 
+from .params_schema import STRUCTURE_FORMATS, UncheckableSchema, params_validator
+
 MANIFEST_NAME = "plugin.json"
 # The API's own ceiling for a run (docs/api.md).
 MAX_TIMEOUT_MS = 300_000
@@ -234,13 +236,16 @@ def _action_schema_errors(name, action):
     """Errors in an action's params schema, or in its examples against that schema."""
     if "params" not in action:
         return []
+    schema_field = ("actions", name, "params")
     try:
-        Draft202012Validator.check_schema(action["params"])
+        Draft202012Validator.check_schema(action["params"], format_checker=STRUCTURE_FORMATS)
     except SchemaError as exc:
-        field = field_name("actions", name, "params", *exc.path)
-        return [{"field": field, "message": f"not a valid JSON Schema: {exc.message}"}]
+        return [{"field": field_name(*schema_field, *exc.path), "message": f"not a valid JSON Schema: {exc.message}"}]
+    try:
+        validator = params_validator(action["params"])
+    except UncheckableSchema as exc:
+        return [{"field": field_name(*schema_field, *path), "message": message} for path, message in exc.problems]
 
-    validator = Draft202012Validator(action["params"])
     errors = []
     for index, example in enumerate(action.get("examples", [])):
         example_field = ("actions", name, "examples", index, "params")
@@ -249,7 +254,7 @@ def _action_schema_errors(name, action):
                 errors.append({"field": field_name(*example_field, *error.path), "message": error.message})
         except Unresolvable as exc:
             # Remote references are never fetched, so a schema must be self-contained.
-            return [{"field": field_name("actions", name, "params"), "message": f"unresolvable $ref: {exc}"}]
+            return [{"field": field_name(*schema_field), "message": f"unresolvable $ref: {exc}"}]
     return errors
 
 

@@ -138,6 +138,30 @@ def set_plugin_enabled(plugin, enabled, *, actor_id=""):
     plugin.enabled = enabled
 
 
+def set_plugin_owner(plugin, owner, *, actor_id=""):
+    """Make the plugin private to `owner`, or public (None). Who sees, runs
+    and uploads it changes with its owner, so the event is recorded for each
+    organization concerned, the one losing it and the one getting it."""
+    with transaction.atomic():
+        previous = Plugin.objects.select_for_update().select_related("owner").get(pk=plugin.pk).owner
+        if (previous.pk if previous else None) != (owner.pk if owner else None):
+            Plugin.objects.filter(pk=plugin.pk).update(owner=owner, updated_at=timezone.now())
+            metadata = {
+                "change": "owner",
+                "owner": owner.slug if owner else None,
+                "previousOwner": previous.slug if previous else None,
+            }
+            for organization in filter(None, (previous, owner)):
+                record_event(
+                    AuditEvent.Type.PLUGIN_STATE_CHANGED,
+                    organization=organization,
+                    actor_id=actor_id,
+                    target_id=plugin.slug,
+                    metadata=metadata,
+                )
+    plugin.owner = owner
+
+
 def plugin_files(version):
     """The version's files as {relative path: text}, ready to send to the sandbox.
 

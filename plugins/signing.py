@@ -5,15 +5,23 @@ not the archive this service stores: the stored archive is rebuilt here (with
 the manifest's defaults filled in), so its bytes are not something a
 publisher can predict, while the files digest depends only on the files:
 
-    listing = for each file, sorted by path: "<sha256 hex of its bytes>  <path>\\n"
+    listing = for each file, sorted by path (bytewise, UTF-8):
+              "<sha256 hex of its bytes> <length of its path in bytes> <path>\\n"
     digest  = sha256 hex of the listing
 
-that is, the sha256 of `sha256sum` output over the files in byte order of
-their paths (`find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs
-sha256sum | sha256sum`, or `manage.py plugin_digest PATH`). The signature is
-Ed25519 over the 64 ASCII characters of that hex digest, sent base64-encoded.
-Files are UTF-8 text; a leading byte-order mark is dropped before hashing,
-as it is when the files are read.
+The path's length makes the listing unambiguous whatever a path holds: no
+name can pass for the end of one line and the start of the next (the
+`sha256sum` listing this replaced could be forged that way by a file name
+holding a newline, and such names are refused by plugins.archive too).
+In bash, in a folder holding the plugin's files and nothing else:
+
+    (export LC_ALL=C; find . -type f -print0 | sort -z | while IFS= read -r -d '' f; do f=${f#./};
+     printf '%s %d %s\\n' "$(sha256sum < "$f" | cut -c1-64)" "${#f}" "$f"; done | sha256sum)
+
+or `manage.py plugin_digest PATH`. The signature is Ed25519 over the 64
+ASCII characters of that hex digest, sent base64-encoded. Files are UTF-8
+text; a leading byte-order mark is dropped before hashing, as it is when
+the files are read. Signatures are verified once, at upload.
 """
 
 import base64
@@ -32,7 +40,9 @@ SIGNATURE_BYTES = 64
 
 def files_digest(files):
     """The digest a publisher signs, of a {relative path: text} mapping."""
-    listing = "".join(f"{hashlib.sha256(files[path].encode()).hexdigest()}  {path}\n" for path in sorted(files))
+    listing = "".join(
+        f"{hashlib.sha256(files[path].encode()).hexdigest()} {len(path.encode())} {path}\n" for path in sorted(files)
+    )
     return hashlib.sha256(listing.encode()).hexdigest()
 
 

@@ -7,7 +7,14 @@ from core.admin_bases import ReadOnlyAdmin, admin_actor_id
 from .actions import reset_daily_usage
 from .enforcement import utc_today
 from .models import ApiKey, DailyUsage, Organization, OrganizationSecret, Tier
-from .secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, delete_secret, set_secret
+from .secrets import (
+    MAX_SECRET_LENGTH,
+    MIN_SECRET_LENGTH,
+    delete_secret,
+    grantable_plugins,
+    set_secret,
+    set_secret_grants,
+)
 
 
 @admin.register(Tier)
@@ -82,10 +89,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
         ]
 
     def get_readonly_fields(self, request, obj=None):
+        # A staff key calls operator endpoints, and clearing a revocation
+        # brings a withdrawn key back: only superusers do either. Read-only
+        # fields are left out of the form, so a posted value is ignored.
+        superuser_only = [] if request.user.is_superuser else ["is_staff", "revoked_at"]
         if obj is None:
-            return []
+            return superuser_only
         # A key belongs to one organization for life; issue a new one instead.
-        return ["organization", "prefix", "hashed_secret", "created_at", "last_used_at"]
+        return ["organization", "prefix", "hashed_secret", "created_at", "last_used_at", *superuser_only]
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -128,6 +139,13 @@ class OrganizationSecretForm(forms.ModelForm):
         max_length=MAX_SECRET_LENGTH,
         help_text="Stored encrypted and never shown again.",
     )
+    # Not the model field itself: grants change only through
+    # quotas.secrets.set_secret_grants, which records each one.
+    granted_plugins = forms.ModelMultipleChoiceField(
+        queryset=OrganizationSecret._meta.get_field("plugins").related_model.objects.all(),
+        required=False,
+        help_text="The plugins that receive this secret when their manifest declares its name; no others do.",
+    )
 
     class Meta:
         model = OrganizationSecret
@@ -138,6 +156,19 @@ class OrganizationSecretForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["value"].required = False
             self.fields["value"].help_text = "Type a new value to replace the stored one; leave empty to keep it."
+            self.fields["granted_plugins"].queryset = grantable_plugins(self.instance.organization)
+            self.fields["granted_plugins"].initial = list(self.instance.plugins.all())
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = self.instance.organization if self.instance.pk else cleaned.get("organization")
+        plugins = cleaned.get("granted_plugins") or []
+        if organization is not None and plugins:
+            grantable = set(grantable_plugins(organization).filter(pk__in=[plugin.pk for plugin in plugins]))
+            foreign = sorted(plugin.slug for plugin in plugins if plugin not in grantable)
+            if foreign:
+                self.add_error("granted_plugins", f"{organization.slug} cannot run {', '.join(foreign)}")
+        return cleaned
 
 
 @admin.register(OrganizationSecret)
@@ -152,8 +183,8 @@ class OrganizationSecretAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["organization", "name", "value"]
-        return ["organization", "name", "value", "key_id", "created_at", "updated_at"]
+            return ["organization", "name", "value", "granted_plugins"]
+        return ["organization", "name", "value", "granted_plugins", "key_id", "created_at", "updated_at"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -162,12 +193,15 @@ class OrganizationSecretAdmin(admin.ModelAdmin):
         return ["organization", "name", "key_id", "created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
+        # The admin's change view runs in one transaction: value and grants
+        # are saved together or not at all.
+        actor_id = admin_actor_id(request)
         value = form.cleaned_data.get("value")
-        if not value:
-            return
-        record, _ = set_secret(obj.organization, obj.name, value, actor_id=admin_actor_id(request))
-        obj.pk = record.pk
-        obj.refresh_from_db()
+        if value:
+            record, _ = set_secret(obj.organization, obj.name, value, actor_id=actor_id)
+            obj.pk = record.pk
+            obj.refresh_from_db()
+        set_secret_grants(obj, form.cleaned_data["granted_plugins"], actor_id=actor_id)
 
     def delete_model(self, request, obj):
         delete_secret(obj.organization, obj.name, actor_id=admin_actor_id(request))

@@ -12,6 +12,8 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from core.client_address import client_address
+
 from .models import API_KEY_PREFIX, ApiKey, Organization
 
 # last_used_at is a hint for operators, not an audit trail: writing it on
@@ -91,26 +93,30 @@ def authenticate_jwt(token):
 
 
 class FailedAuthLimiter:
-    """Counts failed authentications per client address and minute, so that
-    keys can't be guessed at speed. Approximate across processes (a cache
-    counter), which is all a brute-force brake needs."""
+    """Counts failed authentications per client address, presented key and
+    minute, so that keys can't be guessed at speed. The key's public prefix
+    is part of the count so that one client failing with its key does not
+    lock out the others behind the same address (a NAT, a proxy) that
+    present theirs; guessing a key's secret means presenting its prefix.
+    Approximate across processes (a cache counter), which is all a
+    brute-force brake needs."""
 
     @staticmethod
-    def _key(request):
-        address = request.META.get("REMOTE_ADDR", "")
+    def counter(request, key_id):
+        """The cache key counting this client's failures with `key_id` this minute."""
+        caller = f"{client_address(request)} {key_id}"
         window = int(time.time() // 60)
-        return f"auth-failures:{hashlib.sha256(address.encode()).hexdigest()[:16]}:{window}"
+        return f"auth-failures:{hashlib.sha256(caller.encode()).hexdigest()[:16]}:{window}"
 
-    def blocked(self, request):
-        return (cache.get(self._key(request)) or 0) >= settings.AUTH_FAILURES_PER_MINUTE
+    def blocked(self, counter):
+        return (cache.get(counter) or 0) >= settings.AUTH_FAILURES_PER_MINUTE
 
-    def record_failure(self, request):
-        key = self._key(request)
-        if not cache.add(key, 1, 120):
+    def record_failure(self, counter):
+        if not cache.add(counter, 1, 120):
             try:
-                cache.incr(key)
+                cache.incr(counter)
             except ValueError:
-                cache.set(key, 1, 120)
+                cache.set(counter, 1, 120)
 
 
 limiter = FailedAuthLimiter()
@@ -123,18 +129,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
-        if limiter.blocked(request):
-            raise exceptions.Throttled(wait=60 - int(time.time()) % 60)
         scheme, _, token = header.partition(" ")
-        token = token.strip()
+        token = token.strip() if scheme.lower() == self.keyword.lower() else ""
+        key = parse_key(token)
+        # JWTs and malformed credentials have no key id: counted per address.
+        counter = limiter.counter(request, key[0] if key else "")
+        if limiter.blocked(counter):
+            raise exceptions.Throttled(wait=60 - int(time.time()) % 60)
         principal = None
-        if scheme.lower() == self.keyword.lower() and token:
-            if token.startswith(f"{API_KEY_PREFIX}_"):
-                principal = authenticate_key(token)
-            elif jwt_enabled() and token.count(".") == 2:
-                principal = authenticate_jwt(token)
+        if key:
+            principal = authenticate_key(token)
+        elif jwt_enabled() and token.count(".") == 2:
+            principal = authenticate_jwt(token)
         if principal is None:
-            limiter.record_failure(request)
+            limiter.record_failure(counter)
             raise exceptions.AuthenticationFailed(GENERIC_FAILURE)
         # Read by quotas.middleware to put the rate-limit headers on the response.
         request._request.quota_organization = principal.organization

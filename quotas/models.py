@@ -142,11 +142,20 @@ class OrganizationSecret(models.Model):
 
     Only quotas.secrets reads or writes `ciphertext`; the value is encrypted
     at rest and never shown. A run gets it in `ctx.secrets` when the plugin's
-    manifest declares its name.
+    manifest declares its name and the organization granted it to that
+    plugin: a name alone is not enough, since anyone publishing a new
+    version of a plugin can declare any name.
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(max_length=64, validators=[validate_secret_name])
+    # A relation, not slugs: a grant dies with its plugin and never passes
+    # to a later plugin of the same slug. Named by string, as quotas sits
+    # below plugins; only quotas.secrets changes it.
+    plugins = models.ManyToManyField(
+        "plugins.Plugin", blank=True, related_name="granted_secrets",
+        help_text="The plugins that receive this secret when their manifest declares its name.",
+    )
     ciphertext = models.TextField(editable=False)
     key_id = models.CharField(
         max_length=16, editable=False, help_text="Which encryption key sealed the value (see rotate_secrets)."

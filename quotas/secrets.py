@@ -9,6 +9,10 @@ Without SECRETS_ENCRYPTION_KEY the key is derived from SECRET_KEY, which
 then protects the secrets too: whoever has SECRET_KEY can decrypt them, and
 changing SECRET_KEY makes them unreadable. Set SECRETS_ENCRYPTION_KEY in
 production (`manage.py check --deploy` warns when it is not set).
+
+A value reaches a plugin only when the plugin declares its name *and* the
+organization granted the secret to that plugin (grant_secret): whoever
+publishes a new version of a public plugin can declare any name.
 """
 
 import base64
@@ -21,6 +25,7 @@ from django.db import transaction
 
 from audit.events import record_event
 from audit.models import AuditEvent
+from core.errors import EngineError
 
 from .models import OrganizationSecret
 
@@ -92,19 +97,63 @@ def delete_secret(organization, name, *, actor_id=""):
     return bool(deleted)
 
 
-def _record_change(organization, name, change, actor_id):
+def grantable_plugins(organization):
+    """The plugins the organization may grant its secrets to: those it can run,
+    public or its own."""
+    # Reached through the relation: quotas sits below plugins and imports nothing of it.
+    plugin_model = OrganizationSecret._meta.get_field("plugins").related_model
+    return plugin_model.objects.visible_to(organization)
+
+
+def grant_secret(secret, plugin, *, actor_id=""):
+    """Let `plugin` receive `secret` when its manifest declares the name;
+    False if it already could. PLUGIN_NOT_FOUND for a plugin the secret's
+    organization cannot run."""
+    if not grantable_plugins(secret.organization).filter(pk=plugin.pk).exists():
+        raise EngineError("PLUGIN_NOT_FOUND", f"no plugin {plugin.slug!r}")
+    with transaction.atomic():
+        _, granted = OrganizationSecret.plugins.through.objects.get_or_create(organizationsecret=secret, plugin=plugin)
+        if granted:
+            _record_change(secret.organization, secret.name, "granted", actor_id, pluginId=plugin.slug)
+    return granted
+
+
+def revoke_secret(secret, plugin, *, actor_id=""):
+    """Stop `plugin` receiving `secret`; False if it was not granted."""
+    with transaction.atomic():
+        grant = OrganizationSecret.plugins.through.objects.filter(organizationsecret=secret, plugin=plugin)
+        revoked, _ = grant.delete()
+        if revoked:
+            _record_change(secret.organization, secret.name, "revoked", actor_id, pluginId=plugin.slug)
+    return bool(revoked)
+
+
+def set_secret_grants(secret, plugins, *, actor_id=""):
+    """Grant `secret` to exactly `plugins`: one grant or revocation (and its
+    event) per plugin that changes, all or none."""
+    wanted = set(plugins)
+    with transaction.atomic():
+        current = set(secret.plugins.all())
+        for plugin in sorted(wanted - current, key=lambda plugin: plugin.slug):
+            grant_secret(secret, plugin, actor_id=actor_id)
+        for plugin in sorted(current - wanted, key=lambda plugin: plugin.slug):
+            revoke_secret(secret, plugin, actor_id=actor_id)
+
+
+def _record_change(organization, name, change, actor_id, **details):
     # The name and what happened; the value, in any form, never.
     record_event(
         AuditEvent.Type.SECRET_CHANGED,
         organization=organization,
         actor_id=actor_id,
         target_id=name,
-        metadata={"name": name, "change": change},
+        metadata={"name": name, "change": change, **details},
     )
 
 
-def stored_secrets(organization, names):
-    """{name: value} of the organization's stored secrets among `names`.
+def stored_secrets(organization, names, plugin):
+    """{name: value} of the organization's stored secrets among `names` that
+    it granted to `plugin` (a Plugin or its pk).
 
     Raises SecretUnreadable when a value cannot be decrypted with the
     configured keys (its key was dropped, or SECRET_KEY changed).
@@ -113,7 +162,8 @@ def stored_secrets(organization, names):
         return {}
     cipher = fernet()
     values = {}
-    for record in OrganizationSecret.objects.filter(organization=organization, name__in=names):
+    granted = OrganizationSecret.objects.filter(organization=organization, name__in=names, plugins=plugin)
+    for record in granted:
         try:
             values[record.name] = cipher.decrypt(record.ciphertext.encode()).decode()
         except InvalidToken:

@@ -4,12 +4,14 @@ per run. Nothing here imports Django or any part of the service.
 This module is the whole interface the service uses: start a
 `ForkServerClient`, hand it a `RunRequest` and an egress handler, get a
 `RunResult`; `SandboxUnavailable` when a required layer is missing;
-`ALL_LAYERS` and `describe_host()` to report what the host supports.
+`ALL_LAYERS` and `describe_host()` to report what the host supports;
+`seccomp_allowlist()`, the system calls a run may make.
 `child/` holds what runs inside the fork-server and its children.
 """
 
-from .child.confine import ALL_LAYERS, describe_host
+from .child.confine import ALL_LAYERS, describe_host, seccomp_allowlist
 from .child.forkserver import SPARES
 from .client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable
 
-__all__ = ["ALL_LAYERS", "SPARES", "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host"]
+__all__ = ["ALL_LAYERS", "SPARES", "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host",
+           "seccomp_allowlist"]

@@ -10,6 +10,7 @@ import base64
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import select
 import signal
@@ -58,7 +59,13 @@ class RunRequest:
     attempt: int = 1
     max_result_bytes: int = 1024 * 1024
     max_log_bytes: int = 64 * 1024
+    max_log_lines: int = 1000
     max_egress_requests: int = 50
+    # What must not come back from the child: None, or an object whose
+    # `text(str)` redacts the values it hides and whose `trim_fragments(str)`
+    # redacts what is left of one at either end of a text cut before it
+    # could be redacted (executions.redaction.Redactor).
+    redactor: object = None
 
 
 @dataclass
@@ -80,7 +87,7 @@ class RunResult:
 
 
 def _non_negative(value):
-    return float(value) if isinstance(value, (int, float)) and value >= 0 else 0.0
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else 0.0
 
 
 def _error(error_type, message, status="error", **kwargs):
@@ -360,14 +367,36 @@ class ForkServerClient:
                 return _error("WORKER_CRASHED", f"the sandboxed process exited (code {report.get('exitCode')}) without a result", **measures)
         if outcome is None:
             return _error("WORKER_CRASHED", "the sandboxed process closed its channel without a result", **measures)
-        logs, logs_truncated = _capped_logs(outcome.get("logs"), request.max_log_bytes)
-        common = dict(logs=logs, logs_truncated=logs_truncated or outcome.get("logsTruncated") is True, **measures)
+        redactor = request.redactor or NOTHING_HIDDEN
+        cut_by_child = outcome.get("logsTruncated") is True
+        logs, logs_truncated = _capped_logs(outcome.get("logs"), request, redactor, cut_by_child)
+        common = dict(logs=logs, logs_truncated=logs_truncated or cut_by_child, **measures)
         if outcome.get("status") == "success" and isinstance(outcome.get("resultJson"), str):
             return _checked_result(outcome["resultJson"], request, common)
         error_type = outcome.get("errorType")
         if error_type not in CHILD_ERROR_TYPES:
             error_type = "PLUGIN_ERROR"
-        return _error(error_type, clean_text(outcome.get("message"))[:4000], traceback=clean_text(outcome.get("traceback"))[:8192], **common)
+        return _error(
+            error_type,
+            _capped_text(outcome.get("message"), MAX_MESSAGE_CHARS, redactor),
+            traceback=_capped_text(outcome.get("traceback"), MAX_TRACEBACK_CHARS, redactor),
+            **common,
+        )
+
+
+class NothingHidden:
+    """The redactor of a run with no secrets."""
+
+    @staticmethod
+    def text(value):
+        return value
+
+    trim_fragments = text
+
+
+NOTHING_HIDDEN = NothingHidden()
+MAX_MESSAGE_CHARS = 4000
+MAX_TRACEBACK_CHARS = 8192
 
 
 # What a child may say went wrong; anything else it claims is a plugin error.
@@ -384,15 +413,23 @@ def clean_text(value):
     return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "\ufffd")
 
 
+class ResultRefused(ValueError):
+    """A result the host will not store, with the reason the caller is told."""
+
+
 def clean_json(value, depth=0):
     if depth > MAX_RESULT_DEPTH:
-        raise ValueError(f"the result is nested deeper than {MAX_RESULT_DEPTH} levels")
+        raise ResultRefused(f"the result is nested deeper than {MAX_RESULT_DEPTH} levels")
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, list):
         return [clean_json(item, depth + 1) for item in value]
     if isinstance(value, dict):
         return {clean_text(key): clean_json(item, depth + 1) for key, item in value.items()}
+    # Python's json reads NaN, Infinity and literals like 1e999 (infinite as a
+    # float), which the databases' JSON types refuse when the run is recorded.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ResultRefused("the action's result holds a number JSON cannot carry (NaN or Infinity)")
     return value
 
 
@@ -404,25 +441,37 @@ def _checked_result(result_json, request, common):
         return _error("OUTPUT_LIMIT_EXCEEDED", f"the result is over the limit of {request.max_result_bytes} bytes", **common)
     try:
         result = clean_json(json.loads(result_json))
-    except (ValueError, RecursionError) as error:
-        message = str(error) if isinstance(error, ValueError) and "nested" in str(error) else "the action's result is not valid JSON"
-        return _error("PLUGIN_ERROR", message, **common)
+    except ResultRefused as error:
+        return _error("PLUGIN_ERROR", str(error), **common)
+    except (ValueError, RecursionError):
+        return _error("PLUGIN_ERROR", "the action's result is not valid JSON", **common)
     return RunResult(status="success", result_json=json.dumps(result, ensure_ascii=False, separators=(",", ":")), **common)
 
 
-def _capped_logs(lines, max_bytes):
-    """The host's own log cap: the child's claim to have capped is not trusted."""
+def _capped_text(value, limit, redactor):
+    """Text from the child, redacted before it is cut: a cut of the raw text
+    could keep the start of a secret, which redaction no longer recognises.
+    Its ends are trimmed too, for the child may have cut it already."""
+    return redactor.trim_fragments(redactor.text(clean_text(value)))[:limit]
+
+
+def _capped_logs(lines, request, redactor, cut_by_child):
+    """The host's own caps on log lines and bytes (the child's claim to have
+    capped is not trusted), applied to redacted lines as in _capped_text.
+    A child that capped its logs cut its last line."""
     if not isinstance(lines, list):
         return [], False
-    kept, size = [], 0
-    for line in lines:
-        text = clean_text(line)
+    kept, size, last = [], 0, len(lines) - 1
+    for index, line in enumerate(lines[: request.max_log_lines]):
+        text = redactor.text(clean_text(line))
+        if cut_by_child and index == last:
+            text = redactor.trim_fragments(text)
         encoded = len(text.encode())
-        if size + encoded > max_bytes:
-            room = max_bytes - size
+        if size + encoded > request.max_log_bytes:
+            room = request.max_log_bytes - size
             if room > 0:
                 kept.append(text.encode()[:room].decode("utf-8", "ignore"))
             return kept, True
         kept.append(text)
         size += encoded
-    return kept, False
+    return kept, len(lines) > request.max_log_lines

@@ -1,9 +1,10 @@
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAuthenticated
 
 from core.openapi import error_responses
-from core.permissions import api_key_or_session
+from core.permissions import SessionHoldsPermission, api_key_or_session
 
 from ..events import visible_events
 from . import openapi
@@ -20,6 +21,8 @@ class EventPagination(CursorPagination):
 
 class EventListView(ListAPIView):
     authentication_classes = api_key_or_session()
+    permission_classes = [IsAuthenticated, SessionHoldsPermission]
+    session_permission = "audit.view_auditevent"
     serializer_class = EventSerializer
     pagination_class = EventPagination
 

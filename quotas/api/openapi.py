@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from core.openapi import error_responses
 
-from .serializers import SecretSerializer
+from .serializers import SecretGrantsSerializer, SecretSerializer
 
 
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -22,7 +22,9 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-SECRET_EXAMPLE = {"name": "API_KEY", "createdAt": "2026-11-26T21:40:12Z", "updatedAt": "2026-11-26T21:40:12Z"}
+SECRET_EXAMPLE = {
+    "name": "API_KEY", "plugins": ["weather"], "createdAt": "2026-11-26T21:40:12Z", "updatedAt": "2026-11-26T21:40:12Z",
+}
 SECRET_RESPONSE = OpenApiResponse(SecretSerializer, examples=[OpenApiExample("Secret", value=SECRET_EXAMPLE)])
 SECRET_LIST_SCHEMA = dict(
     summary="The organization's stored secrets, by name (values are never returned)",
@@ -41,4 +43,14 @@ SECRET_PUT_SCHEMA = dict(
 SECRET_DELETE_SCHEMA = dict(
     summary="Delete a secret",
     responses={204: None, **error_responses("NOT_FOUND")},
+)
+SECRET_GRANTS_PUT_SCHEMA = dict(
+    summary="Set the plugins a secret is granted to",
+    description=(
+        "A plugin receives the secret in `ctx.secrets` only when its manifest declares the name and it is "
+        "listed here. The list replaces the previous one; `[]` revokes every grant."
+    ),
+    request=SecretGrantsSerializer,
+    responses={200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR", "NOT_FOUND")},
+    examples=[OpenApiExample("Grant", value={"plugins": ["weather"]}, request_only=True)],
 )

@@ -1,18 +1,20 @@
 from rest_framework import serializers
 
 from ..models import OrganizationSecret, validate_secret_name
-from ..secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
+from ..secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, grantable_plugins
 
 
 class SecretSerializer(serializers.ModelSerializer):
-    """A stored secret as the API shows it: its name and dates, never its value."""
+    """A stored secret as the API shows it: its name, the plugins it is
+    granted to and its dates, never its value."""
 
+    plugins = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
     class Meta:
         model = OrganizationSecret
-        fields = ["name", "createdAt", "updatedAt"]
+        fields = ["name", "plugins", "createdAt", "updatedAt"]
 
 
 class SecretWriteSerializer(serializers.Serializer):
@@ -22,3 +24,19 @@ class SecretWriteSerializer(serializers.Serializer):
     # Shorter values could not be told apart from ordinary text, so they
     # could not be redacted from what runs leave behind.
     value = serializers.CharField(min_length=MIN_SECRET_LENGTH, max_length=MAX_SECRET_LENGTH, trim_whitespace=False)
+
+
+class SecretGrantsSerializer(serializers.Serializer):
+    """PUT /secrets/<NAME>/plugins: the plugin ids the secret is granted to,
+    all of them; any the organization cannot run is refused, whether it
+    exists for another organization or not at all."""
+
+    plugins = serializers.ListField(child=serializers.CharField(max_length=64))
+
+    def validate_plugins(self, slugs):
+        plugins = grantable_plugins(self.context["organization"]).filter(slug__in=slugs)
+        found = {plugin.slug: plugin for plugin in plugins}
+        unknown = sorted(set(slugs) - set(found))
+        if unknown:
+            raise serializers.ValidationError(f"no plugin {', '.join(map(repr, unknown))}")
+        return list(found.values())

@@ -5,4 +5,5 @@ from . import views
 urlpatterns = [
     path("secrets", views.SecretListView.as_view(), name="secret-list"),
     path("secrets/<str:name>", views.SecretDetailView.as_view(), name="secret-detail"),
+    path("secrets/<str:name>/plugins", views.SecretGrantsView.as_view(), name="secret-grants"),
 ]

@@ -1,4 +1,5 @@
-"""An organization's stored secrets: written and deleted through the API, listed by name, never read."""
+"""An organization's stored secrets: written, granted to plugins and deleted
+through the API, listed by name, never read."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
@@ -7,15 +8,19 @@ from rest_framework.views import APIView
 from core.errors import EngineError
 
 from ..models import OrganizationSecret
-from ..secrets import delete_secret, set_secret
+from ..secrets import delete_secret, set_secret, set_secret_grants
 from . import openapi
-from .serializers import SecretSerializer, SecretWriteSerializer
+from .serializers import SecretGrantsSerializer, SecretSerializer, SecretWriteSerializer
+
+
+def organization_secrets(organization):
+    return OrganizationSecret.objects.filter(organization=organization).prefetch_related("plugins")
 
 
 class SecretListView(APIView):
     @extend_schema(**openapi.SECRET_LIST_SCHEMA)
     def get(self, request):
-        secrets = OrganizationSecret.objects.filter(organization=request.user.organization)
+        secrets = organization_secrets(request.user.organization)
         return Response({"secrets": SecretSerializer(secrets, many=True).data})
 
 
@@ -36,3 +41,18 @@ class SecretDetailView(APIView):
         if not delete_secret(request.user.organization, name, actor_id=str(request.user)):
             raise EngineError("NOT_FOUND", f"no secret {name!r}")
         return Response(status=204)
+
+
+class SecretGrantsView(APIView):
+    @extend_schema(**openapi.SECRET_GRANTS_PUT_SCHEMA)
+    def put(self, request, name):
+        organization = request.user.organization
+        secret = organization_secrets(organization).filter(name=name).first()
+        if secret is None:
+            raise EngineError("NOT_FOUND", f"no secret {name!r}")
+        if not isinstance(request.data, dict):
+            raise EngineError("VALIDATION_ERROR", 'the body must be a JSON object: {"plugins": ["plugin-id", ...]}')
+        serializer = SecretGrantsSerializer(data=request.data, context={"organization": organization})
+        serializer.is_valid(raise_exception=True)
+        set_secret_grants(secret, serializer.validated_data["plugins"], actor_id=str(request.user))
+        return Response(SecretSerializer(organization_secrets(organization).get(pk=secret.pk)).data)

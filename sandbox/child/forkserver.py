@@ -24,7 +24,6 @@ import os
 import select
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass
 
@@ -58,11 +57,23 @@ class Spare:
     sock: socket.socket
     cgroup: object
 
-    def alive(self):
+    def ready(self):
+        """Whether it can take a run: neither dead nor stopped. Stopped (by
+        another run's child, where signals are not scoped) it would hold the
+        run until its deadline. A state change seen here is consumed, so a
+        spare found not ready is discarded at once."""
         try:
-            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WSTOPPED | os.WNOHANG) is None
         except ChildProcessError:
             return False
+
+    def discard(self):
+        self.sock.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # it had exited, and waitid reaped it
 
 
 @dataclass
@@ -152,6 +163,7 @@ class Server:
             self.landlock_fd = self.try_layer(("landlock",), lambda: confine.create_landlock_ruleset(abi))
         else:
             self.mark("landlock", False, "the kernel offers no Landlock")
+        self.mark("landlock_scoping", *confine.landlock_scoping_state(abi, self.landlock_fd is not None))
         confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0))
 
     def enter_namespaces(self):
@@ -179,7 +191,7 @@ class Server:
                 os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
             confine.die_with_parent()
         sources = confine.readonly_view_sources()
-        hidden = [p for p in sys.path if p.endswith("site-packages")]
+        hidden = confine.third_party_dirs(sources)
         self.try_layer(("readonly_root",), lambda: confine.build_readonly_root(SANDBOX_ROOT, sources, hidden))
 
     def report_ready(self):
@@ -245,8 +257,8 @@ class Server:
         previous = [run for run in self.runs if not run.superseded]
         limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
         spare = self.spares.popleft()
-        if not spare.alive():
-            spare.sock.close()
+        if not spare.ready():
+            spare.discard()
             spare = self.make_spare()
         cgroup = spare.cgroup
         if cgroup is not None:

@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -66,7 +67,10 @@ def test_operators_read_every_organizations_events(org, make_client, log):
     assert ids(operator.get("/events")) == [e.pk for e in reversed(log)]
     assert ids(operator.get("/events", {"organizationId": "globex"})) == [log[3].pk]
     session = APIClient()
-    session.force_login(get_user_model().objects.create_user("operator", password="x", is_staff=True))
+    auditor = get_user_model().objects.create_user("operator", password="x", is_staff=True)
+    # Staff status alone is not enough (tests/security/test_finding_10_staff_permissions.py).
+    auditor.user_permissions.add(Permission.objects.get(content_type__app_label="audit", codename="view_auditevent"))
+    session.force_login(auditor)
     assert ids(session.get("/events")) == [e.pk for e in reversed(log)]
 
 

@@ -205,3 +205,30 @@ def test_invalid_http_response():
     finally:
         thread.join(2)
         listener.close()
+
+
+# --- before_send (the caller's rate limit) ---------------------------------------
+
+
+def test_before_send_runs_once_per_request_and_only_for_requests_sent(server, network_guard):
+    calls = []
+    fetch(local_policy(), "GET", f"http://allowed.test:{server}/redirect?to=/echo", before_send=lambda: calls.append(1))
+    assert calls == [1]  # a redirect is the same request
+    for method, url in (("TRACE", f"http://allowed.test:{server}/echo"), ("GET", "http://other.test/"),
+                        ("GET", f"http://10.0.0.1:{server}/")):
+        with pytest.raises(EgressDenied):
+            fetch(local_policy(), method, url, before_send=lambda: calls.append(1))
+    resolver = FakeResolver({"private.allowed.test": ["10.0.0.1"]})
+    with pytest.raises(EgressDenied):
+        fetch(local_policy(resolver), "GET", f"http://private.allowed.test:{server}/", before_send=lambda: calls.append(1))
+    assert calls == [1]
+
+
+def test_a_refusal_from_before_send_sends_nothing(server, network_guard):
+    def over_the_limit():
+        raise EgressDenied("rate limit", "rate_limited")
+
+    with pytest.raises(EgressDenied) as info:
+        fetch(local_policy(), "GET", f"http://allowed.test:{server}/echo", before_send=over_the_limit)
+    assert info.value.code == "rate_limited"
+    assert network_guard.targets == []

@@ -24,8 +24,16 @@ def spin(params, ctx):
 """
 
 
-def scrape(client=None, **headers):
-    response = (client or APIClient()).get("/metrics", **headers)
+TOKEN = "scrape-me"
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(settings):
+    settings.METRICS_TOKEN = TOKEN
+
+
+def scrape():
+    response = APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200, response.content[:500]
     assert response["Content-Type"].startswith("text/plain")
     return {
@@ -99,19 +107,21 @@ def test_executions_in_the_cluster_are_counted_with_their_labels(live, api, exam
 
 
 @pytest.mark.django_db
-def test_metrics_token_when_set(settings):
-    settings.METRICS_TOKEN = "scrape-me"
+def test_metrics_need_the_token():
     refused = APIClient().get("/metrics")
     assert refused.status_code == 401
     assert refused.json()["error"]["type"] == "AUTHENTICATION_FAILED"
     assert refused["WWW-Authenticate"].startswith("Bearer")
     assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
-    samples = scrape(HTTP_AUTHORIZATION="Bearer scrape-me")
+    samples = scrape()
     assert any(name == "worker_pool_queue_size" for name, _ in samples)
 
 
 @pytest.mark.django_db
-def test_metrics_open_without_token():
+def test_without_a_token_metrics_are_open_only_under_debug(settings):
+    settings.METRICS_TOKEN = ""
+    assert APIClient().get("/metrics").status_code == 401
+    settings.DEBUG = True
     assert APIClient().get("/metrics").status_code == 200
 
 

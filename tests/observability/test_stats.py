@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -41,7 +42,10 @@ def test_stats_are_for_operators_only(org, make_client):
 
 def test_a_staff_admin_session_reads_stats(db):
     client = APIClient()
-    client.force_login(get_user_model().objects.create_user("operator", password="x", is_staff=True))
+    operator = get_user_model().objects.create_user("operator", password="x", is_staff=True)
+    # Staff status alone is not enough (tests/security/test_finding_10_staff_permissions.py).
+    operator.user_permissions.add(Permission.objects.get(content_type__app_label="executions", codename="view_execution"))
+    client.force_login(operator)
     assert client.get("/stats").status_code == 200
     client.force_login(get_user_model().objects.create_user("visitor", password="x"))
     assert client.get("/stats").json()["error"]["type"] == "PERMISSION_DENIED"

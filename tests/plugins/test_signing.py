@@ -5,6 +5,7 @@ system check of the configured keys."""
 import base64
 import io
 import json
+import os
 import subprocess
 
 import pytest
@@ -24,6 +25,10 @@ from tests.plugins.helpers import (
     plugin_zip,
     upload,
 )
+
+
+SHELL_DIGEST = """(export LC_ALL=C; find . -type f -print0 | sort -z | while IFS= read -r -d '' f; do f=${f#./};
+ printf '%s %d %s\\n' "$(sha256sum < "$f" | cut -c1-64)" "${#f}" "$f"; done | sha256sum)"""
 
 
 def new_key():
@@ -91,21 +96,25 @@ def test_a_signature_without_trusted_keys_cannot_be_verified(api, settings):
 
 
 @pytest.mark.django_db
-def test_install_plugin_and_plugin_digest_commands(publisher, tmp_path):
+def test_install_plugin_and_plugin_digest_commands(publisher, tmp_path, settings):
     private, fingerprint = publisher
     folder = tmp_path / "echo"
     folder.mkdir()
     (folder / "plugin.json").write_text(json.dumps(manifest()))
     (folder / "plugin.py").write_text(SOURCE)
+    (folder / "notes and thoughts").mkdir()
+    (folder / "notes and thoughts" / "caf\u00e9 d'\u00e9t\u00e9.md").write_text("# \u00e9t\u00e9\n", encoding="utf-8")
     out = io.StringIO()
     call_command("plugin_digest", str(folder), stdout=out)
     digest = out.getvalue().strip()
-    # The digest is what the README's shell pipeline gives.
+    # The digest is what the shell pipeline of docs/plugins.md gives, names
+    # with spaces, quotes and non-ASCII letters included.
     shell = subprocess.run(
-        "find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum",
-        shell=True, cwd=folder, capture_output=True, text=True, check=True,
+        ["bash", "-c", SHELL_DIGEST], cwd=folder, capture_output=True, text=True, check=True,
+        env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
     )
     assert shell.stdout.split()[0] == digest
+    assert SHELL_DIGEST in (settings.BASE_DIR / "docs" / "plugins.md").read_text()
 
     signature = base64.b64encode(private.sign(digest.encode())).decode()
     with pytest.raises(CommandError, match="signature: is not a signature"):

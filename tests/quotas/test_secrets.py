@@ -1,6 +1,6 @@
 """Organizations' stored secrets: encrypted at rest, write-only through the API
-and the admin, given to a plugin only when declared, and redacted from
-everything a run leaves behind."""
+and the admin, given to a plugin only when declared and granted, and
+redacted from everything a run leaves behind."""
 
 import hashlib
 import io
@@ -39,6 +39,20 @@ def new_value():
     return "SeCrEt" + secrets.token_hex(12)
 
 
+@pytest.fixture
+def reader(org):
+    """A plugin of the organization that declares API_TOKEN."""
+    source = "def read(params, ctx):\n    return 1\n"
+    return install_source("reader", source, {"read": "read"}, owner=org, secrets=["API_TOKEN"]).plugin
+
+
+def read_back(org, reader, names=frozenset({"API_TOKEN"})):
+    """What `reader` would receive, every stored secret granted to it."""
+    for secret in OrganizationSecret.objects.filter(organization=org):
+        secret.plugins.add(reader)
+    return stored_secrets(org, names, reader)
+
+
 def raw_rows(table):
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT * FROM "{table}"')
@@ -57,20 +71,20 @@ def contains(blob, value):
 # --- encryption at rest and rotation -------------------------------------------
 
 
-def test_a_stored_secret_is_encrypted_at_rest(org):
+def test_a_stored_secret_is_encrypted_at_rest(org, reader):
     value = new_value()
     record, created = set_secret(org, "API_TOKEN", value, actor_id="person_1")
     assert created
     assert not any(contains(column, value) for row in raw_rows("quotas_organizationsecret") for column in row)
-    assert stored_secrets(org, {"API_TOKEN", "OTHER"}) == {"API_TOKEN": value}
-    assert stored_secrets(org, set()) == {}
+    assert read_back(org, reader, {"API_TOKEN", "OTHER"}) == {"API_TOKEN": value}
+    assert read_back(org, reader, set()) == {}
 
     event = AuditEvent.objects.get(type="secret_changed")
     assert (event.organization, event.actor_id, event.target_id) == (org, "person_1", "API_TOKEN")
     assert event.metadata == {"name": "API_TOKEN", "change": "created"}
 
 
-def test_keys_rotate(org, settings):
+def test_keys_rotate(org, reader, settings):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.SECRETS_ENCRYPTION_KEYS = [old]
     value = new_value()
@@ -79,7 +93,7 @@ def test_keys_rotate(org, settings):
 
     # The new key first: old values still decrypt, until they are re-encrypted.
     settings.SECRETS_ENCRYPTION_KEYS = [new, old]
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value}
+    assert read_back(org, reader) == {"API_TOKEN": value}
     out = io.StringIO()
     call_command("rotate_secrets", stdout=out)
     assert json.loads(out.getvalue().splitlines()[-1]) == {"reencrypted": 1, "unreadable": []}
@@ -89,16 +103,16 @@ def test_keys_rotate(org, settings):
 
     # The old key can go now.
     settings.SECRETS_ENCRYPTION_KEYS = [new]
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value}
+    assert read_back(org, reader) == {"API_TOKEN": value}
 
     settings.SECRETS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(SecretUnreadable, match="API_TOKEN cannot be decrypted"):
-        stored_secrets(org, {"API_TOKEN"})
+        read_back(org, reader)
     with pytest.raises(CommandError, match="could not be decrypted"):
         call_command("rotate_secrets", stdout=io.StringIO(), stderr=io.StringIO())
 
 
-def test_without_a_configured_key_one_is_derived_and_check_deploy_warns(org, settings):
+def test_without_a_configured_key_one_is_derived_and_check_deploy_warns(org, reader, settings):
     from quotas.checks import (
         check_secrets_encryption_key_is_set,
         check_secrets_encryption_keys,
@@ -106,7 +120,7 @@ def test_without_a_configured_key_one_is_derived_and_check_deploy_warns(org, set
 
     settings.SECRETS_ENCRYPTION_KEYS = []
     set_secret(org, "API_TOKEN", "value-1")
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": "value-1"}
+    assert read_back(org, reader) == {"API_TOKEN": "value-1"}
     assert [warning.id for warning in check_secrets_encryption_key_is_set(None)] == ["quotas.W001"]
     settings.SECRETS_ENCRYPTION_KEYS = ["not-a-fernet-key"]
     assert [error.id for error in check_secrets_encryption_keys(None)] == ["quotas.E001"]
@@ -117,13 +131,13 @@ def test_without_a_configured_key_one_is_derived_and_check_deploy_warns(org, set
 # --- API -----------------------------------------------------------------------
 
 
-def test_secrets_are_written_listed_by_name_and_deleted_but_never_read(api, org, make_org, make_client):
+def test_secrets_are_written_listed_by_name_and_deleted_but_never_read(api, org, reader, make_org, make_client):
     value = new_value()
     created = api.put("/secrets/API_TOKEN", {"value": value}, format="json")
     assert created.status_code == 201, created.content
-    assert set(created.json()) == {"name", "createdAt", "updatedAt"}
+    assert set(created.json()) == {"name", "plugins", "createdAt", "updatedAt"}
     assert api.put("/secrets/API_TOKEN", {"value": value + "x"}, format="json").status_code == 200
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value + "x"}
+    assert read_back(org, reader) == {"API_TOKEN": value + "x"}
 
     listing = api.get("/secrets")
     assert [secret["name"] for secret in listing.json()["secrets"]] == ["API_TOKEN"]
@@ -162,17 +176,18 @@ def test_invalid_secrets_are_refused(api, name, body, field):
 # --- admin ---------------------------------------------------------------------
 
 
-def test_the_admin_writes_secrets_but_never_shows_them(admin_client, org):
+def test_the_admin_writes_secrets_but_never_shows_them(admin_client, org, reader):
     value = new_value()
     add = admin_client.get(reverse("admin:quotas_organizationsecret_add")).content.decode()
     assert 'type="password"' in add
     response = admin_client.post(
-        reverse("admin:quotas_organizationsecret_add"), {"organization": org.pk, "name": "API_TOKEN", "value": value}
+        reverse("admin:quotas_organizationsecret_add"),
+        {"organization": org.pk, "name": "API_TOKEN", "value": value, "granted_plugins": [reader.pk]},
     )
     assert response.status_code == 302
     record = OrganizationSecret.objects.get()
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value}
-    assert AuditEvent.objects.get(type="secret_changed").actor_id == "admin:admin"
+    assert stored_secrets(org, {"API_TOKEN"}, reader) == {"API_TOKEN": value}
+    assert set(AuditEvent.objects.filter(type="secret_changed").values_list("actor_id", flat=True)) == {"admin:admin"}
 
     change_url = reverse("admin:quotas_organizationsecret_change", args=[record.pk])
     for url in (reverse("admin:quotas_organizationsecret_changelist"), change_url):
@@ -187,15 +202,15 @@ def test_the_admin_writes_secrets_but_never_shows_them(admin_client, org):
     assert not contains(again.content.decode(), value)
 
     # Saved with the value left empty, the stored value stays.
-    admin_client.post(change_url, {"value": ""})
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value}
-    admin_client.post(change_url, {"value": value + "2"})
-    assert stored_secrets(org, {"API_TOKEN"}) == {"API_TOKEN": value + "2"}
+    admin_client.post(change_url, {"value": "", "granted_plugins": [reader.pk]})
+    assert stored_secrets(org, {"API_TOKEN"}, reader) == {"API_TOKEN": value}
+    admin_client.post(change_url, {"value": value + "2", "granted_plugins": [reader.pk]})
+    assert stored_secrets(org, {"API_TOKEN"}, reader) == {"API_TOKEN": value + "2"}
 
     admin_client.post(reverse("admin:quotas_organizationsecret_delete", args=[record.pk]), {"post": "yes"})
     assert not OrganizationSecret.objects.exists()
     changes = AuditEvent.objects.filter(type="secret_changed").order_by("timestamp", "pk")
-    assert [event.metadata["change"] for event in changes] == ["created", "updated", "deleted"]
+    assert [event.metadata["change"] for event in changes] == ["created", "granted", "updated", "deleted"]
 
 
 # --- redaction -----------------------------------------------------------------
@@ -284,6 +299,10 @@ def test_a_stored_secret_reaches_only_its_plugin_and_is_never_written_in_clear(l
     cached = {"handler": "leak_much", "params": {"type": "object"}, "cacheable": True}
     actions = {"leak": "leak", "fail": "fail", "callOut": "call_out", "leakMuch": cached}
     install_source("leaky", LEAKY, actions, owner=org, secrets=["API_TOKEN"])
+    # Granted both, it still receives only the name it declares.
+    for name in ("API_TOKEN", "UNDECLARED"):
+        granted = api.put(f"/secrets/{name}/plugins", {"plugins": ["leaky"]}, format="json")
+        assert granted.status_code == 200 and granted.json()["plugins"] == ["leaky"]
 
     def execute(action, **body):
         return api.post("/execute", {"pluginId": "leaky", "actionName": action, **body}, format="json")

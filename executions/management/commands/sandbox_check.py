@@ -4,15 +4,15 @@ import tempfile
 from django.core.management.base import BaseCommand
 
 from executions.runner import required_layers
-from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable
+from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable, seccomp_allowlist
 
 PROBE = "def probe(params, ctx):\n    return {'echo': params['value']}\n"
 
 
 class Command(BaseCommand):
     help = (
-        "Start a real fork-server, print each isolation layer and whether it is active, run a probe "
-        "action through it, and exit non-zero when a required layer is missing."
+        "Start a real fork-server, print each isolation layer and whether it is active, the system calls "
+        "seccomp allows, run a probe action through it, and exit non-zero when a required layer is missing."
     )
 
     def handle(self, *args, **options):
@@ -44,6 +44,10 @@ class Command(BaseCommand):
             need = "required" if name in required else "optional"
             reason = f"  ({state['reason']})" if state.get("reason") else ""
             self.stdout.write(f"{name:<{width}}  {mark}  {need}{reason}")
+        allowed = seccomp_allowlist()
+        self.stdout.write(f"seccomp allowlist ({len(allowed)} entries; any other system call fails with EPERM):")
+        for entry in allowed:
+            self.stdout.write(f"  {entry}")
         missing = [name for name in required if not layers.get(name, {}).get("active")]
         probe_ok = probe is not None and probe.status == "success" and probe.result == {"echo": 42}
         if probe is not None:
