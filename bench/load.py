@@ -68,6 +68,7 @@ import math
 import os
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -299,6 +300,8 @@ class Service:
         self.make = None
         self.key = None
         self.staff_key = None
+        # /metrics names every organization's plugins: the service refuses it without a token.
+        self.metrics_token = os.environ.get("METRICS_TOKEN") or secrets.token_urlsafe(24)
         self.log_path = os.path.join(var_dir, "make-run.log")
         self.db_path = os.path.join(var_dir, "db.sqlite3")
         self._tree = []
@@ -306,7 +309,8 @@ class Service:
     @property
     def env(self):
         env = {name: value for name, value in os.environ.items() if name not in PRIVATE_VARIABLES}
-        env.update(VAR_DIR=self.var_dir, PORT=str(self.port), BIND_ADDRESS="127.0.0.1", PYTHONUNBUFFERED="1")
+        env.update(VAR_DIR=self.var_dir, PORT=str(self.port), BIND_ADDRESS="127.0.0.1", PYTHONUNBUFFERED="1",
+                   METRICS_TOKEN=self.metrics_token)
         return env
 
     def start(self, timeout=240):
@@ -772,7 +776,7 @@ class Sampler:
             sample["stats_queue"] = stats["queue"]["size"]
 
     async def _metrics(self, sample):
-        status, body, took = await self._get("/metrics")
+        status, body, took = await self._get("/metrics", self.ctx.service.metrics_token)
         sample["metrics_ms"] = round(took * 1000, 1)
         if status == 200:
             for name, labels, value in METRIC_LINE.findall(body.decode("utf-8", "replace")):

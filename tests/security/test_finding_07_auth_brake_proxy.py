@@ -5,6 +5,7 @@ It now counts by the client address seen through TRUSTED_PROXIES and by the
 presented key's prefix."""
 
 import pytest
+from django.core import checks
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -64,3 +65,11 @@ def test_failing_with_one_key_does_not_lock_out_another_key_at_the_same_address(
     # The same secret guesses against that key are braked all the same.
     prefix = correct.api_key.split("_")[1]
     hammer("192.0.2.1", authorization=f"Bearer pex_{prefix}_guess")
+
+
+def test_a_malformed_trusted_proxy_is_a_system_check_error(settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8", "proxy.internal"]
+    errors = [message for message in checks.run_checks() if message.id == "core.E001"]
+    assert errors and "proxy.internal" in errors[0].msg
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8", "2001:db8::/32"]
+    assert not [message for message in checks.run_checks() if message.id == "core.E001"]
