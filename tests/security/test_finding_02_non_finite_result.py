@@ -10,6 +10,7 @@ replaces the child's JSON encoder, so the host receives whatever text the
 plugin chose.
 """
 
+import contextlib
 import time
 
 import pytest
@@ -90,19 +91,30 @@ def test_non_finite_numbers_end_the_run_as_plugin_error_at_once(live, api, text)
     assert_nothing_left_running()
 
 
+@contextlib.contextmanager
+def refusing_trigger(name, when, message):
+    """An SQLite trigger that makes the database refuse the writes `when`
+    describes, for as long as the block runs."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TRIGGER {name} {when} BEGIN SELECT RAISE(ABORT, '{message}'); END")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER {name}")
+
+
 @pytest.fixture
 def database_refusing_large_results(live):
     """The database refuses results over 4 KiB, as a server with a smaller
     row or packet limit than ours would: the run itself succeeds, recording
     it fails."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TRIGGER refuse_large_results BEFORE UPDATE OF result ON executions_execution "
-            "WHEN length(NEW.result) > 4096 BEGIN SELECT RAISE(ABORT, 'result too large for this database'); END"
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER refuse_large_results")
+    with refusing_trigger(
+        "refuse_large_results",
+        "BEFORE UPDATE OF result ON executions_execution WHEN length(NEW.result) > 4096",
+        "result too large for this database",
+    ):
+        yield
 
 
 def test_a_result_the_database_refuses_still_ends_the_run(live, api, database_refusing_large_results):
@@ -128,15 +140,12 @@ def test_a_result_the_database_refuses_still_ends_the_run(live, api, database_re
 def database_refusing_first_ends(live):
     """The database refuses to end any run on its first attempt, as during a
     failover: the worker can record neither the outcome nor an error."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TRIGGER refuse_first_ends BEFORE UPDATE OF status ON executions_execution "
-            "WHEN NEW.status IN ('success', 'error') AND NEW.retry_count = 0 "
-            "BEGIN SELECT RAISE(ABORT, 'the database is failing over'); END"
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER refuse_first_ends")
+    with refusing_trigger(
+        "refuse_first_ends",
+        "BEFORE UPDATE OF status ON executions_execution WHEN NEW.status IN ('success', 'error') AND NEW.retry_count = 0",
+        "the database is failing over",
+    ):
+        yield
 
 
 def test_a_run_whose_end_cannot_be_recorded_at_all_is_run_again(live, api, database_refusing_first_ends):
