@@ -12,7 +12,7 @@ from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
-from .errors import EngineError, is_retryable
+from .errors import EngineError, is_retryable, shortened
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ def _validation_details(detail, prefix=""):
             if isinstance(value, (dict, list)):
                 items += _validation_details(value, f"{prefix}[{index}]")
             else:
-                items.append({"field": prefix, "message": str(value)})
+                items.append({"field": prefix, "message": shortened(str(value))})
         return items
-    return [{"field": prefix, "message": str(detail)}]
+    return [{"field": prefix, "message": shortened(str(detail))}]
 
 
 def api_exception_handler(exc, context):

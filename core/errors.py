@@ -42,6 +42,17 @@ def is_retryable(error_type):
     return ERROR_TYPES.get(error_type, False)
 
 
+# A message about a caller's input may quote it (jsonschema's messages hold
+# the value): quoted once per error, a megabyte param would come back many
+# times over.
+ECHO_LIMIT = 300
+
+
+def shortened(message, limit=ECHO_LIMIT):
+    """The message, cut to `limit` characters with an ellipsis."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 class EngineError(Exception):
     """A refusal or failure the caller is told about.
 

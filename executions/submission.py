@@ -14,7 +14,7 @@ from referencing.exceptions import Unresolvable
 from audit.events import record_event
 from audit.models import AuditEvent
 from core.draining import is_draining
-from core.errors import EngineError
+from core.errors import EngineError, shortened
 from core.load_shedding import waiting
 from plugins.models import Plugin, PluginVersion
 from plugins.params_schema import UncheckableSchema, params_validator
@@ -84,7 +84,7 @@ def validate_params(action, params):
     if errors:
         details = [
             {"field": "params" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
-             "message": e.message}
+             "message": shortened(e.message)}
             for e in errors[:20]
         ]
         raise EngineError("VALIDATION_ERROR", f"params do not match the action's schema: {details[0]['message']}",

@@ -116,6 +116,13 @@ def test_bad_filters_are_validation_errors(api, query, field):
     assert error["type"] == "VALIDATION_ERROR" and error["details"][0]["field"] == field
 
 
+def test_a_cursor_the_endpoint_did_not_give_out_is_a_validation_error(api):
+    response = api.get("/events", {"cursor": "x"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "VALIDATION_ERROR" and error["details"][0]["field"] == "cursor"
+
+
 def test_events_need_credentials():
     response = APIClient().get("/events")
     assert response.status_code == 401 and response.json()["error"]["type"] == "AUTHENTICATION_FAILED"

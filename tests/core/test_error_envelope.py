@@ -97,6 +97,15 @@ def test_params_failing_the_schema_name_the_param(api, examples):
 
 
 @pytest.mark.django_db
+def test_a_huge_invalid_param_is_not_echoed_back(api, examples):
+    huge = "x" * 1_000_000
+    response = execute(api, {"pluginId": "stats", "actionName": "describe", "params": {"values": [huge]}})
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["details"][0]["field"].startswith("params.values")
+    assert len(response.content) < 2_000, len(response.content)
+
+
+@pytest.mark.django_db
 def test_oversized_body_is_validation_error(api, settings):
     settings.MAX_REQUEST_BYTES = 1000
     body = {"pluginId": "stats", "actionName": "describe", "params": {"values": list(range(1000))}}
