@@ -17,7 +17,7 @@ import zlib
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from audit.events import record_event
@@ -95,11 +95,19 @@ def store(key, execution, result):
 
 
 def _cull():
-    """Keep at most CACHE_MAX_ENTRIES, dropping the oldest."""
+    """Keep at most CACHE_MAX_ENTRIES. The organization holding the most
+    entries loses its oldest first: a tenant storing many distinct results
+    pushes out its own, not everyone's."""
     excess = CachedResult.objects.count() - settings.CACHE_MAX_ENTRIES
-    if excess > 0:
-        oldest = CachedResult.objects.order_by("created_at").values_list("pk", flat=True)[:excess]
-        CachedResult.objects.filter(pk__in=list(oldest)).delete()
+    if excess <= 0:
+        return
+    heaviest = (
+        CachedResult.objects.values("organization").annotate(entries=Count("pk")).order_by("-entries")[:1].get()
+    )["organization"]
+    oldest = (
+        CachedResult.objects.filter(organization=heaviest).order_by("created_at").values_list("pk", flat=True)[:excess]
+    )
+    CachedResult.objects.filter(pk__in=list(oldest)).delete()
 
 
 def invalidate_plugin(plugin_slug, *, actor_id="", organization=None):
