@@ -37,7 +37,7 @@ SAMPLE_MESSAGES = {
     "RATE_LIMITED": "too many requests",
     "QUEUE_FULL": "the queue holds 100 runs already; try again shortly",
     "SHUTTING_DOWN": "this server is shutting down; try again shortly",
-    "CIRCUIT_OPEN": "plugin 'weather' is failing; its circuit breaker is open",
+    "CIRCUIT_OPEN": "plugin 'weather' is failing; its circuit breaker is open for every organization",
     "SANDBOX_UNAVAILABLE": "plugins are not run on this host: required sandbox layers are missing: seccomp",
     "TIMEOUT": "the action ran longer than its timeout of 30000 ms",
     "NETWORK_ERROR": "api.weather.gov: connection timed out",

@@ -39,8 +39,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
     fieldsets = [
         (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "status", "cache_hit"]}),
         ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit_mb"]}),
-        ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_traceback", "retry_count",
-                                "fallback"]}),
+        ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_details", "error_traceback",
+                                "retry_count", "fallback"]}),
         ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
         (
             "Timing and resources",
@@ -92,18 +92,24 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(ReadOnlyAdmin):
-    list_display = ["plugin", "state", "consecutive_failures", "opened_at", "probes_in_flight", "probe_successes", "updated_at"]
-    list_filter = ["state"]
-    search_fields = ["plugin__slug"]
+    list_display = ["plugin", "scope", "state", "consecutive_failures", "opened_at", "probes_in_flight",
+                    "probe_successes", "updated_at"]
+    list_filter = ["state", ("organization", admin.EmptyFieldListFilter)]
+    list_select_related = ["plugin", "organization"]
+    search_fields = ["plugin__slug", "organization__slug"]
     actions = ["reset"]
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("executions.change_circuitbreaker")
 
+    @admin.display(description="Open for", ordering="organization__slug")
+    def scope(self, circuit):
+        return circuit.scope_label
+
     @admin.action(description="Reset (close) selected breakers", permissions=["change"])
     def reset(self, request, queryset):
-        for circuit in queryset.select_related("plugin"):
-            breaker.reset(circuit.plugin, actor_id=admin_actor_id(request))
+        for circuit in queryset:
+            breaker.reset(circuit, actor_id=admin_actor_id(request))
         self.message_user(request, f"Closed {len(queryset)} breaker(s).", messages.SUCCESS)
 
 
@@ -123,6 +129,7 @@ class PluginWithRunsAdmin(PluginAdmin):
 
     @admin.action(description="Reset (close) the circuit breakers of selected plugins", permissions=["change"])
     def reset_breaker(self, request, queryset):
-        for plugin in queryset:
-            breaker.reset(plugin, actor_id=admin_actor_id(request))
+        # Each plugin's breaker for everyone and those of single organizations.
+        for circuit in CircuitBreaker.objects.filter(plugin__in=queryset):
+            breaker.reset(circuit, actor_id=admin_actor_id(request))
         self.message_user(request, f"Closed the circuit breakers of {len(queryset)} plugin(s).", messages.SUCCESS)

@@ -56,6 +56,9 @@ class Execution(models.Model):
     error_type = models.CharField(max_length=40, blank=True, db_index=True)
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True, help_text="The plugin's own frames, secrets redacted.")
+    error_details = models.JSONField(
+        null=True, blank=True, help_text="What the plugin said of params it rejected (ctx.reject), secrets redacted."
+    )
     result = models.JSONField(null=True, blank=True)
     logs = models.JSONField(default=list, blank=True)
     logs_truncated = models.BooleanField(default=False)
@@ -150,23 +153,54 @@ class CachedResult(models.Model):
 
 
 class CircuitBreaker(models.Model):
-    """Per-plugin breaker state, in the database so that every node agrees."""
+    """Breaker state of one plugin, in the database so that every node agrees.
+
+    One row per plugin with no organization: the breaker for everyone. Rows
+    with an organization: that organization's own breaker of the plugin,
+    opened by its failures alone (executions.breaker)."""
 
     class State(models.TextChoices):
         CLOSED = "closed"
         OPEN = "open"
         HALF_OPEN = "half_open"
 
-    plugin = models.OneToOneField("plugins.Plugin", on_delete=models.CASCADE, related_name="breaker")
+    plugin = models.ForeignKey("plugins.Plugin", on_delete=models.CASCADE, related_name="breakers")
+    organization = models.ForeignKey(
+        "quotas.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Empty: the breaker for every organization.",
+    )
     state = models.CharField(max_length=10, choices=State.choices, default=State.CLOSED)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # The breaker for everyone: whose failures these are, so that one
+    # organization alone cannot open it.
+    last_failing_organization = models.ForeignKey(
+        "quotas.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    several_organizations = models.BooleanField(default=False)
     opened_at = models.DateTimeField(null=True, blank=True)
     probes_in_flight = models.PositiveSmallIntegerField(default=0)
     probe_successes = models.PositiveSmallIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [
+            # NULLs are distinct in a unique index (SQLite and PostgreSQL):
+            # the one row for everyone needs a constraint of its own.
+            models.UniqueConstraint(
+                fields=["plugin"], condition=models.Q(organization__isnull=True), name="one_breaker_for_all_per_plugin"
+            ),
+            models.UniqueConstraint(
+                fields=["plugin", "organization"], condition=models.Q(organization__isnull=False),
+                name="one_breaker_per_plugin_and_organization",
+            ),
+        ]
+
     def __str__(self):
-        return f"{self.plugin.slug}: {self.state}"
+        return f"{self.plugin.slug} ({self.scope_label}): {self.state}"
+
+    @property
+    def scope_label(self):
+        return "all organizations" if self.organization_id is None else f"organization {self.organization.slug}"
 
 
 class EgressWindow(models.Model):

@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 # Failures that another try may not repeat; anything else would fail again.
 RETRYABLE_ERRORS = {"TIMEOUT", "NETWORK_ERROR", "WORKER_CRASHED"}
+# Failures the caller caused (the plugin rejected its params): not retried,
+# not replaced by a fallback, not the owner's concern, not the breaker's.
+CALLER_ERRORS = {"VALIDATION_ERROR"}
 # A retry that would have less than this left of the request's timeout is
 # not started.
 MIN_ATTEMPT_MS = 100

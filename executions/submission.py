@@ -164,7 +164,7 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
             return answer_without_run(fields, status=Execution.Status.SUCCESS, result=cached, cache_hit=True,
                                       execution_time_ms=0)
     try:
-        breaker.admit(plugin_version.plugin)
+        breaker.admit(plugin_version.plugin, organization)
     except breaker.CircuitOpen as refusal:
         return answer_circuit_open(fields, action, refusal)
     priority = organization.tier.priority
@@ -220,7 +220,7 @@ def answer_circuit_open(fields, action, refusal):
     substitute = recovery.fallback(execution, action)
     recovery.notify_owner(fields["organization"], fields["plugin_version"].plugin.slug, "its circuit breaker is open")
     if substitute is None:
-        raise EngineError("CIRCUIT_OPEN", str(refusal), retry_after=refusal.retry_after)
+        raise EngineError("CIRCUIT_OPEN", str(refusal), retry_after=refusal.retry_after, details={"scope": refusal.scope})
     kind, result = substitute
     return answer_without_run(
         fields, status=Execution.Status.ERROR, error_type="CIRCUIT_OPEN", error_message=str(refusal),

@@ -3,12 +3,14 @@
 import logging
 import time
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from . import breaker, cache, lifecycle, recovery
 from .queue.sealed_secrets import SecretsUnreadable, unseal_secrets
 from .runner import run_in_sandbox
+from .submission import effective_timeout_ms
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +65,14 @@ def end_unrecorded(execution, error, retries):
 def run_with_retries(execution, secrets):
     """Run until success, a failure another try won't fix, the retry budget
     is spent, or the plugin's breaker opens. Every attempt is recorded and
-    counted by the breaker.
+    counted by the breaker (for what it says about the plugin: plugin_verdict).
 
     The execution's timeout is the budget of the whole request: an attempt
     gets the action's own `timeoutMs` at most, and never more than what is
     left, so retries never make a caller wait past the timeout it asked for.
     """
     plugin = execution.plugin_version.plugin
+    organization = execution.organization
     action = execution.plugin_version.manifest["actions"][execution.action]
     # The timeout is the budget of the whole execution, from its first start:
     # a run given back after its worker died has only what is left.
@@ -82,16 +85,37 @@ def run_with_retries(execution, secrets):
         started_at = timezone.now()
         outcome = run_in_sandbox(execution, secrets, timeout_ms=attempt_ms, attempt=retries + 1)
         lifecycle.record_attempt(execution, retries + 1, outcome, started_at)
-        if outcome.error_type != "SANDBOX_UNAVAILABLE":
-            breaker.record_outcome(plugin, outcome.status == "success")
+        breaker.record_outcome(plugin, organization, plugin_verdict(execution, action, outcome, attempt_ms))
         if outcome.status == "success" or not recovery.should_retry(outcome.error_type, action, retries):
             return outcome, retries
         pause = recovery.backoff_seconds(retries + 1)
-        if breaker.is_open(plugin) or (deadline - time.monotonic() - pause) * 1000 < recovery.MIN_ATTEMPT_MS:
+        out_of_time = (deadline - time.monotonic() - pause) * 1000 < recovery.MIN_ATTEMPT_MS
+        if out_of_time or breaker.is_open(plugin, organization):
             return outcome, retries
         retries += 1
         time.sleep(pause)
         lifecycle.renew_lease(execution, retries)
+
+
+def plugin_verdict(execution, action, outcome, attempt_ms):
+    """What one run says about the plugin, for its breaker: True (it worked),
+    False (it failed), or None: the sandbox was not there to run it, or the
+    failure is one the caller can cause for itself — params the plugin
+    rejected, a timeout shorter than the action's own, a memory limit the
+    caller's tier set below the plugin's own. Those must not let a tenant
+    switch a shared plugin off."""
+    if outcome.status == "success":
+        return True
+    if outcome.error_type == "SANDBOX_UNAVAILABLE" or outcome.error_type in recovery.CALLER_ERRORS:
+        return None
+    if outcome.error_type == "TIMEOUT" and attempt_ms < effective_timeout_ms(None, action):
+        return None
+    if outcome.error_type == "MEMORY_LIMIT_EXCEEDED":
+        # What runner.memory_limit_mb gives the plugin when no tier lowers it.
+        own_mb = (execution.plugin_version.manifest.get("limits") or {}).get("memoryMb") or settings.MAX_MEMORY_MB
+        if execution.memory_limit_mb < min(own_mb, settings.MAX_MEMORY_MB):
+            return None
+    return False
 
 
 def finish(execution, outcome, retries):
@@ -112,7 +136,9 @@ def finish(execution, outcome, retries):
                 cache.store(execution.cache_key, execution, result)
         return
     action = execution.plugin_version.manifest["actions"][execution.action]
-    substitute = recovery.fallback(execution, action)
+    # A caller's own mistake is answered as it is, not hidden behind a fallback.
+    callers_own = outcome.error_type in recovery.CALLER_ERRORS
+    substitute = None if callers_own else recovery.fallback(execution, action)
     lifecycle.finish_execution(
         execution,
         status=outcome.status,
@@ -121,13 +147,17 @@ def finish(execution, outcome, retries):
         error_type=outcome.error_type,
         error_message=outcome.message,
         error_traceback=outcome.traceback,
+        error_details=outcome.details,
         **measures,
     )
     # The owner hears of failures the fallback chain exists for: transient ones
-    # that outlived their retries, and a plugin whose breaker is open.
-    if outcome.error_type in recovery.RETRYABLE_ERRORS or breaker.is_open(execution.plugin_version.plugin):
+    # that outlived their retries, and a plugin whose breaker is open for them.
+    if callers_own:
+        return
+    plugin = execution.plugin_version.plugin
+    if outcome.error_type in recovery.RETRYABLE_ERRORS or breaker.is_open(plugin, execution.organization):
         recovery.notify_owner(
             execution.organization,
-            execution.plugin_version.plugin.slug,
+            plugin.slug,
             f"{outcome.error_type} after {retries + 1} attempt(s): {outcome.message[:200]}",
         )

@@ -60,6 +60,8 @@ class CacheStatsSerializer(serializers.Serializer):
 class BreakerSerializer(serializers.Serializer):
     pluginId = serializers.CharField()
     state = serializers.ChoiceField(choices=["open", "half_open"])
+    scope = serializers.ChoiceField(choices=["all", "organization"], help_text="open for every organization, or for one")
+    organizationId = serializers.CharField(allow_null=True, help_text="the organization, when scope is organization")
     openedAt = serializers.DateTimeField(allow_null=True)
     consecutiveFailures = serializers.IntegerField()
 
@@ -106,7 +108,8 @@ STATS_EXAMPLE = {
     "completedTasks": 12890,
     "cache": {"keys": 212, "entries": 240, "sizeBytes": 1843200, "hits": 5120, "misses": 7770, "hitRate": 0.3972,
               "maxEntries": 1000, "ttlMs": 300000, "enabled": True},
-    "openCircuitBreakers": [{"pluginId": "weather", "state": "open", "openedAt": "2026-11-26T21:40:12Z",
+    "openCircuitBreakers": [{"pluginId": "weather", "state": "open", "scope": "all", "organizationId": None,
+                             "openedAt": "2026-11-26T21:40:12Z",
                              "consecutiveFailures": 5}],
     "workersByPriority": {
         "high": {"clusters": 1, "size": 6, "busy": 2, "minimum": 2, "maximum": 8},

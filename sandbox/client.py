@@ -73,7 +73,10 @@ class RunResult:
     status: str  # success | error | timeout
     error_type: str = ""
     message: str = ""
-    traceback: str = ""
+    traceback: str = ""  # the plugin's own frames
+    # For a VALIDATION_ERROR (the plugin rejected its params): the details it
+    # gave, cleaned and redacted, or None.
+    details: dict | list | None = None
     result_json: str | None = None
     logs: list = field(default_factory=list)
     logs_truncated: bool = False
@@ -376,12 +379,11 @@ class ForkServerClient:
         error_type = outcome.get("errorType")
         if error_type not in CHILD_ERROR_TYPES:
             error_type = "PLUGIN_ERROR"
-        return _error(
-            error_type,
-            _capped_text(outcome.get("message"), MAX_MESSAGE_CHARS, redactor),
-            traceback=_capped_text(outcome.get("traceback"), MAX_TRACEBACK_CHARS, redactor),
-            **common,
-        )
+        if error_type == "VALIDATION_ERROR":
+            told = {"details": _rejection_details(outcome.get("details"), redactor)}
+        else:
+            told = {"traceback": _capped_text(outcome.get("traceback"), MAX_TRACEBACK_CHARS, redactor)}
+        return _error(error_type, _capped_text(outcome.get("message"), MAX_MESSAGE_CHARS, redactor), **told, **common)
 
 
 class NothingHidden:
@@ -397,10 +399,15 @@ class NothingHidden:
 NOTHING_HIDDEN = NothingHidden()
 MAX_MESSAGE_CHARS = 4000
 MAX_TRACEBACK_CHARS = 8192
+MAX_DETAILS_CHARS = 4000
 
 
 # What a child may say went wrong; anything else it claims is a plugin error.
-CHILD_ERROR_TYPES = {"PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "SANDBOX_VIOLATION", "NETWORK_ERROR"}
+# VALIDATION_ERROR is the plugin refusing its params (ctx.reject).
+CHILD_ERROR_TYPES = {
+    "PLUGIN_ERROR", "MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "SANDBOX_VIOLATION", "NETWORK_ERROR",
+    "VALIDATION_ERROR",
+}
 
 
 def clean_text(value):
@@ -417,15 +424,16 @@ class ResultRefused(ValueError):
     """A result the host will not store, with the reason the caller is told."""
 
 
-def clean_json(value, depth=0):
+def clean_json(value, depth=0, text=clean_text):
+    """`value` with every string (keys too) passed through `text`."""
     if depth > MAX_RESULT_DEPTH:
         raise ResultRefused(f"the result is nested deeper than {MAX_RESULT_DEPTH} levels")
     if isinstance(value, str):
-        return clean_text(value)
+        return text(value)
     if isinstance(value, list):
-        return [clean_json(item, depth + 1) for item in value]
+        return [clean_json(item, depth + 1, text) for item in value]
     if isinstance(value, dict):
-        return {clean_text(key): clean_json(item, depth + 1) for key, item in value.items()}
+        return {text(key): clean_json(item, depth + 1, text) for key, item in value.items()}
     # Python's json reads NaN, Infinity and literals like 1e999 (infinite as a
     # float), which the databases' JSON types refuse when the run is recorded.
     if isinstance(value, float) and not math.isfinite(value):
@@ -446,6 +454,21 @@ def _checked_result(result_json, request, common):
     except (ValueError, RecursionError):
         return _error("PLUGIN_ERROR", "the action's result is not valid JSON", **common)
     return RunResult(status="success", result_json=json.dumps(result, ensure_ascii=False, separators=(",", ":")), **common)
+
+
+def _rejection_details(details, redactor):
+    """The details of a rejection, each string cleaned and redacted like the
+    child's other texts; None when there are none, or when they are over
+    MAX_DETAILS_CHARS (cutting JSON would break it, and the message still
+    says what is wrong)."""
+    if details is None:
+        return None
+    try:
+        cleaned = clean_json(details, text=lambda value: redactor.text(clean_text(value)))
+    except ResultRefused:
+        return None
+    encoded = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+    return cleaned if len(encoded) <= MAX_DETAILS_CHARS else None
 
 
 def _capped_text(value, limit, redactor):

@@ -12,6 +12,11 @@ Bare keys are anything without dots, brackets, quotes or whitespace; a bare
 `*` is the wildcard, so a key that is literally "*" must be written ["*"].
 Indexes only apply to arrays and keys only to objects. The empty path "" is
 the whole document.
+
+Params the schemas cannot rule out (a malformed path, paths for `unflatten`
+that contradict each other, documents nested deeper than MAX_DEPTH) are
+refused with `ctx.reject`: the caller gets 400 VALIDATION_ERROR saying what
+is wrong, and the `path` or param concerned in the error's details.
 """
 
 import json
@@ -26,7 +31,7 @@ _BRACKET_RE = re.compile(r'\[\s*(?:(?P<index>-?\d+)|(?P<quoted>"(?:[^"\\]|\\.)*"
 WILDCARD = object()
 
 
-def _parse_path(path):
+def _parse_path(path, ctx):
     """Parse a path into steps: str (object key), int (array index) or WILDCARD."""
     steps = []
     position = 0
@@ -34,16 +39,14 @@ def _parse_path(path):
         if path[position] == "[":
             match = _BRACKET_RE.match(path, position)
             if not match:
-                raise ValueError(f"invalid path {path!r}: malformed [...] at position {position}")
+                ctx.reject(f"invalid path {path!r}: malformed [...] at position {position}", {"path": path})
             if match["index"] is not None:
                 steps.append(int(match["index"]))
             elif match["quoted"] is not None:
                 try:
                     steps.append(json.loads(match["quoted"]))
                 except json.JSONDecodeError:
-                    raise ValueError(
-                        f"invalid path {path!r}: bad escape in quoted key at position {position}"
-                    ) from None
+                    ctx.reject(f"invalid path {path!r}: bad escape in quoted key at position {position}", {"path": path})
             else:
                 steps.append(WILDCARD)
         else:
@@ -51,11 +54,11 @@ def _parse_path(path):
             # loudly instead of silently meaning something else.
             if position > 0:
                 if path[position] != ".":
-                    raise ValueError(f"invalid path {path!r}: expected '.' or '[' at position {position}")
+                    ctx.reject(f"invalid path {path!r}: expected '.' or '[' at position {position}", {"path": path})
                 position += 1
             match = _BARE_KEY_RE.match(path, position)
             if not match:
-                raise ValueError(f"invalid path {path!r}: expected a key at position {position}")
+                ctx.reject(f"invalid path {path!r}: expected a key at position {position}", {"path": path})
             steps.append(WILDCARD if match[0] == "*" else match[0])
         position = match.end()
     return steps
@@ -82,6 +85,21 @@ def _children(node):
     return ()
 
 
+# The host refuses results nested deeper than 200 levels, and every action
+# wraps its document in at most three more; handlers recurse a level at a time.
+MAX_DEPTH = 150
+
+
+def _check_depth(value, name, ctx, outer=0):
+    """Refuse `value` if, below `outer` levels, it nests deeper than MAX_DEPTH."""
+    level, depth = [value], outer
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            ctx.reject(f"{name} is nested deeper than {MAX_DEPTH} levels", {"param": name})
+        level = [child for node in level for _, child in _children(node)]
+
+
 def _select(node, steps, trail):
     """Yield (concrete steps, value) for every match of steps below node."""
     if not steps:
@@ -101,7 +119,8 @@ def _select(node, steps, trail):
 
 def query(params, ctx):
     """Select values by path; a path that does not match simply yields no matches."""
-    steps = _parse_path(params["path"])
+    _check_depth(params["document"], "document", ctx)
+    steps = _parse_path(params["path"], ctx)
     matches = [
         {"path": _format_path(trail), "value": value}
         for trail, value in _select(params["document"], steps, [])
@@ -115,6 +134,7 @@ def flatten(params, ctx):
     Empty objects and arrays are kept as leaves so that unflatten can rebuild
     the document exactly.
     """
+    _check_depth(params["document"], "document", ctx)
     flat = {}
 
     def walk(node, trail):
@@ -138,42 +158,44 @@ class _Branch(dict):
     """
 
 
-def _finish(node, trail):
+def _finish(node, trail, ctx):
     if not isinstance(node, _Branch):
         return node
     if node and isinstance(next(iter(node)), int):
         if sorted(node) != list(range(len(node))):
-            raise ValueError(
-                f"array at {_format_path(trail) or 'the root'} has indexes {sorted(node)}; "
-                "they must run from 0 without gaps"
+            where = _format_path(trail)
+            ctx.reject(
+                f"array at {where or 'the root'} has indexes {sorted(node)}; they must run from 0 without gaps",
+                {"path": where},
             )
-        return [_finish(node[index], trail + [index]) for index in range(len(node))]
-    return {key: _finish(child, trail + [key]) for key, child in node.items()}
+        return [_finish(node[index], trail + [index], ctx) for index in range(len(node))]
+    return {key: _finish(child, trail + [key], ctx) for key, child in node.items()}
 
 
 def unflatten(params, ctx):
     """Rebuild a nested document from path keys, the inverse of flatten."""
     root = _Branch()
     for path, value in params["flat"].items():
-        steps = _parse_path(path)
+        steps = _parse_path(path, ctx)
         if not steps:
-            raise ValueError("the empty path cannot be combined with other paths")
+            ctx.reject("the empty path cannot be combined with other paths", {"path": path})
         if any(step is WILDCARD or (isinstance(step, int) and step < 0) for step in steps):
-            raise ValueError(f"path {path!r} must not use wildcards or negative indexes")
+            ctx.reject(f"path {path!r} must not use wildcards or negative indexes", {"path": path})
+        _check_depth(value, f"flat[{path!r}]", ctx, outer=len(steps))
         node = root
         for depth, step in enumerate(steps):
             if node and isinstance(next(iter(node)), int) != isinstance(step, int):
                 where = _format_path(steps[:depth]) or "the root"
-                raise ValueError(f"path {path!r} mixes array indexes and object keys at {where}")
+                ctx.reject(f"path {path!r} mixes array indexes and object keys at {where}", {"path": path})
             if depth == len(steps) - 1:
                 if step in node:
-                    raise ValueError(f"path {path!r} conflicts with another path")
+                    ctx.reject(f"path {path!r} conflicts with another path", {"path": path})
                 node[step] = value
             else:
                 node = node.setdefault(step, _Branch())
                 if not isinstance(node, _Branch):
-                    raise ValueError(f"path {path!r} goes through a value set by another path")
-    return {"document": _finish(root, [])}
+                    ctx.reject(f"path {path!r} goes through a value set by another path", {"path": path})
+    return {"document": _finish(root, [], ctx)}
 
 
 def _kind(value):
@@ -226,6 +248,8 @@ def diff(params, ctx):
         elif not _json_equal(before, after):
             changed.append({"path": _format_path(trail), "before": before, "after": after})
 
+    _check_depth(params["before"], "before", ctx)
+    _check_depth(params["after"], "after", ctx)
     walk(params["before"], params["after"], [])
     return {
         "equal": not (added or removed or changed),
@@ -266,6 +290,8 @@ def merge(params, ctx):
     arrays = params.get("arrays", "replace")
     null_deletes = params.get("nullDeletes", False)
     documents = params["documents"]
+    for index, document in enumerate(documents):
+        _check_depth(document, f"documents[{index}]", ctx)
     result = documents[0]
     for document in documents[1:]:
         result = _merge(result, document, arrays, null_deletes)
@@ -286,6 +312,7 @@ def _sort_keys(node, reverse, recursive):
 def sort_keys(params, ctx):
     """Order object keys by code point, which makes documents easy to compare
     by eye and gives stable output for hashing or version control."""
+    _check_depth(params["document"], "document", ctx)
     document = _sort_keys(
         params["document"], params.get("descending", False), params.get("recursive", True)
     )

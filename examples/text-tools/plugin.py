@@ -1,7 +1,9 @@
 """Text utilities: counting, slugs, case conversion, readability and extraction.
 
 Everything here is pure string processing with the standard library, so every
-action is deterministic and its result can be cached on its parameters.
+action is deterministic and its result can be cached on its parameters. The
+one input refused (`readability` of a text without words) is refused with
+`ctx.reject`: 400 VALIDATION_ERROR for the caller.
 """
 
 import re
@@ -208,7 +210,7 @@ def readability(params, ctx):
     text = params["text"]
     words = _words(text)
     if not words:
-        raise ValueError("text contains no words to score")
+        ctx.reject("text contains no words to score", {"param": "text"})
     sentences = _count_sentences(text)
     syllables = sum(map(_syllables, words))
     words_per_sentence = len(words) / sentences

@@ -72,6 +72,16 @@ EXECUTE_EXAMPLES = [
         status_codes=["202"],
         value={"executionId": EXECUTION_ID, "status": "queued", "quota": QUOTA_EXAMPLE},
     ),
+    OpenApiExample(
+        "Params refused by the plugin",
+        response_only=True,
+        status_codes=["400"],
+        value={"success": False, "executionId": EXECUTION_ID,
+               "error": {"type": "VALIDATION_ERROR", "message": "x and y must have the same length (got 3 and 2)",
+                         "retryable": False, "details": {"x": 3, "y": 2}},
+               "status": "error", "executionTime": 7, "memoryUsed": 3121152, "retryCount": 0, "logs": [],
+               "logsTruncated": False, "quota": QUOTA_EXAMPLE},
+    ),
 ]
 EXECUTE_ERROR_TYPES = [
     "VALIDATION_ERROR", "PERMISSION_DENIED", "PLUGIN_NOT_FOUND", "ACTION_NOT_FOUND", "PLUGIN_DISABLED",
@@ -104,9 +114,11 @@ EXECUTION_DETAIL_SCHEMA = dict(
     description="The same shape as POST /execute's answer once finished; `{executionId, status, quota}` before.",
     responses={
         200: ExecutionResultSerializer,
-        **error_responses("EXECUTION_NOT_FOUND", *sorted(RUN_ERROR_TYPES)),
+        # VALIDATION_ERROR: the plugin refused the params (ctx.reject).
+        **error_responses("EXECUTION_NOT_FOUND", "VALIDATION_ERROR", *sorted(RUN_ERROR_TYPES)),
     },
-    examples=[example for example in EXECUTE_EXAMPLES if example.response_only and "200" in example.status_codes],
+    examples=[example for example in EXECUTE_EXAMPLES
+              if example.response_only and {"200", "400"} & set(example.status_codes)],
 )
 
 CACHE_CLEAR_SCHEMA = dict(

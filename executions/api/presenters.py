@@ -35,8 +35,8 @@ def execution_response(execution, quota=None):
     if not execution.is_terminal:
         body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
         return Response(body, status=200, headers=headers)
-    details = {"traceback": execution.error_traceback} if execution.error_traceback else None
-    body = error_body(execution.error_type, execution.error_message, details=details, execution_id=execution.id)
+    body = error_body(execution.error_type, execution.error_message, details=_error_details(execution),
+                      execution_id=execution.id)
     body.update(
         status=execution.status,
         executionTime=execution.execution_time_ms,
@@ -47,3 +47,11 @@ def execution_response(execution, quota=None):
         quota=quota.as_dict(),
     )
     return Response(body, status=error_status(execution.error_type), headers=headers)
+
+
+def _error_details(execution):
+    """A plugin's rejection of its params comes with the details it gave;
+    any other run error with the plugin's traceback."""
+    if execution.error_details is not None:
+        return execution.error_details
+    return {"traceback": execution.error_traceback} if execution.error_traceback else None

@@ -29,6 +29,17 @@ class EgressError(Exception):
     """The request was allowed but failed on the network side (retryable)."""
 
 
+class InvalidParams(Exception):
+    """Raised by `ctx.reject`: the caller's params are wrong, the plugin is
+    not. The run ends as VALIDATION_ERROR, which is neither retried nor held
+    against the plugin."""
+
+    def __init__(self, message, details=None):
+        super().__init__(message)
+        self.message = str(message)
+        self.details = details
+
+
 class HttpResponse:
     def __init__(self, status_code, headers, content, url):
         self.status_code = status_code
@@ -156,6 +167,18 @@ class Context:
     def log(self, *args):
         self._logs.add(" ".join(str(arg) for arg in args))
 
+    def reject(self, message, details=None):
+        """Refuse the params: the caller gets 400 VALIDATION_ERROR with
+        `message` and `details` (any JSON value)."""
+        if details is not None:
+            # Checked here, in the plugin's frame, so that details that are
+            # not JSON are the plugin's error rather than a broken answer.
+            try:
+                _json_dumps(details)
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"ctx.reject: details must be JSON-serialisable: {error}") from None
+        raise InvalidParams(message, details)
+
 
 class InMemoryPluginFinder:
     """Imports the plugin's own modules from the sources sent on the channel:
@@ -261,6 +284,9 @@ def execute(request, channel):
         outcome.update(status="error", errorType="SANDBOX_VIOLATION", message=f"egress refused: {error}")
     except EgressError as error:
         outcome.update(status="error", errorType="NETWORK_ERROR", message=str(error))
+    except InvalidParams as error:
+        # No traceback: where the plugin noticed is none of the caller's business.
+        outcome.update(status="error", errorType="VALIDATION_ERROR", message=error.message[:2000], details=error.details)
     except BaseException as error:  # the plugin's failure, whatever it raised
         outcome.update(
             status="error",

@@ -134,36 +134,42 @@ def test_invalidate_and_clear_from_api_and_commands(live, api, org, make_client)
 
 
 @pytest.mark.slow
-def test_breaker_opens_after_five_failures_and_closes_after_probes(live, api, settings):
+def test_breaker_opens_after_five_failures_and_closes_after_probes(live, api, org, settings):
+    # One organization's failures open its own breaker of the public plugin
+    # (tests/tenancy/test_breaker_scope.py: the others are not refused).
     flaky_plugin()
     for _ in range(5):
         failed = run(api, "flaky", "maybe", {"fail": True})
         assert failed.json()["error"]["type"] == "PLUGIN_ERROR"
-    assert CircuitBreaker.objects.get(plugin__slug="flaky").state == "open"
+    assert CircuitBreaker.objects.get(plugin__slug="flaky", organization=org).state == "open"
     before = Execution.objects.count()
     refused = run(api, "flaky", "maybe", {"fail": False})
     assert refused.status_code == 503
-    assert refused.json()["error"] == {"type": "CIRCUIT_OPEN", "message": refused.json()["error"]["message"], "retryable": True}
+    assert refused.json()["error"] == {"type": "CIRCUIT_OPEN", "message": refused.json()["error"]["message"], "retryable": True,
+                                       "details": {"scope": "organization"}}
+    assert "for this organization only" in refused.json()["error"]["message"]
     assert 1 <= int(refused["Retry-After"]) <= 60
     assert Execution.objects.count() == before  # nothing ran, nothing queued
     settings.BREAKER_OPEN_SECONDS = 1
     time.sleep(1.1)
     for _ in range(3):
         assert run(api, "flaky", "maybe", {"fail": False}).status_code == 200
-    assert CircuitBreaker.objects.get(plugin__slug="flaky").state == "closed"
+    assert CircuitBreaker.objects.get(plugin__slug="flaky", organization=org).state == "closed"
     changes = AuditEvent.objects.filter(type="circuit_breaker_state_changed", target_id="flaky")
     assert [e.metadata["to"] for e in changes.order_by("timestamp")] == ["open", "half_open", "closed"]
+    assert {(e.organization_id, e.metadata["scope"], e.metadata["organizationId"]) for e in changes} == {
+        (org.id, "organization", org.slug)}
 
 
 @pytest.mark.slow
-def test_failed_probe_reopens_the_breaker(live, api, settings):
+def test_failed_probe_reopens_the_breaker(live, api, org, settings):
     flaky_plugin()
     for _ in range(5):
         run(api, "flaky", "maybe", {"fail": True})
     settings.BREAKER_OPEN_SECONDS = 1
     time.sleep(1.1)
     assert run(api, "flaky", "maybe", {"fail": True}).json()["error"]["type"] == "PLUGIN_ERROR"
-    assert CircuitBreaker.objects.get(plugin__slug="flaky").state == "open"
+    assert CircuitBreaker.objects.get(plugin__slug="flaky", organization=org).state == "open"
 
 
 @pytest.mark.slow
@@ -202,7 +208,8 @@ def test_open_breaker_falls_back_to_a_stale_cached_result(live, api, org):
     echo_plugin()
     fresh = run(api, "echo", "echo", {"a": 1})
     CachedResult.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
-    CircuitBreaker.objects.update_or_create(plugin=fresh_plugin(), defaults={"state": "open", "opened_at": timezone.now()})
+    CircuitBreaker.objects.update_or_create(plugin=fresh_plugin(), organization=None,
+                                            defaults={"state": "open", "opened_at": timezone.now()})
     response = run(api, "echo", "echo", {"a": 1})
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -251,13 +258,14 @@ def test_admin_actions_invalidate_the_cache_and_reset_the_breaker(org, admin_cli
     execution = Execution.objects.create(organization=org, plugin_version=version, action="echo", timeout_ms=1000,
                                          memory_limit_mb=64)
     cache.store("a" * 64, execution, {"n": 1})
-    CircuitBreaker.objects.create(plugin=version.plugin, state="open", opened_at=timezone.now(), consecutive_failures=5)
+    circuit = CircuitBreaker.objects.create(plugin=version.plugin, organization=org, state="open", opened_at=timezone.now(),
+                                            consecutive_failures=5)
     changelist = "/admin/plugins/plugin/"
     response = admin_client.post(changelist, {"action": "invalidate_cache", "_selected_action": [version.plugin.pk]})
     assert response.status_code == 302 and not CachedResult.objects.exists()
     assert AuditEvent.objects.filter(type="cache_invalidated", target_id="echo", actor_id="admin:admin").exists()
     response = admin_client.post("/admin/executions/circuitbreaker/",
-                                 {"action": "reset", "_selected_action": [version.plugin.breaker.pk]})
+                                 {"action": "reset", "_selected_action": [circuit.pk]})
     assert response.status_code == 302
-    assert CircuitBreaker.objects.get(plugin=version.plugin).state == "closed"
+    assert CircuitBreaker.objects.get(pk=circuit.pk).state == "closed"
     assert admin_client.get("/admin/executions/circuitbreaker/").status_code == 200

@@ -70,7 +70,7 @@ def test_stats_figures(org, make_client, examples, two_clusters, settings):
     make_execution(org, version, queued_at=now, wait=dt.timedelta(0), cache_key="k1", cache_hit=True)
     # A plugin failing often enough to open its breaker.
     for _ in range(settings.BREAKER_FAILURE_THRESHOLD):
-        breaker.record_outcome(version.plugin, succeeded=False)
+        breaker.record_outcome(version.plugin, org, succeeded=False)
 
     body = make_client(org, staff=True).get("/stats").json()
     assert body["workers"] == {"clusters": 2, "total": 5, "active": 1, "idle": 4, "utilization": 0.2}
@@ -84,6 +84,8 @@ def test_stats_figures(org, make_client, examples, two_clusters, settings):
     assert body["cache"]["sizeBytes"] > 0
     [open_breaker] = body["openCircuitBreakers"]
     assert open_breaker["pluginId"] == "text-tools" and open_breaker["state"] == "open"
+    # One organization's failures: open for that organization only.
+    assert open_breaker["scope"] == "organization" and open_breaker["organizationId"] == org.slug
 
 
 def test_no_cluster_means_no_workers_and_no_utilization(org, make_client, monkeypatch):

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import jsonschema
 
+from sandbox.child.runtime import Context
 from tests.factories import EXAMPLES
 
 PLUGINS = ("text-tools", "json-tools", "stats")
@@ -28,6 +29,9 @@ class Ctx:
         self.execution_id = "test-execution"
         self.actor_id = "test-actor"
         self.http = None
+
+    # The sandbox's own: refusing params raises runtime.InvalidParams.
+    reject = Context.reject
 
 
 @lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ import copy
 
 import pytest
 
+from sandbox.child.runtime import InvalidParams
 from tests.plugins.example_plugins import Ctx, call, load, schema_errors
 
 
@@ -59,7 +60,7 @@ def test_query_without_match_returns_nothing(path):
 
 @pytest.mark.parametrize("path", ["a..b", ".a", "a b", "a[x]", "a[1", "a]", 'a["\\q"]', "a.", 'a."b"'])
 def test_query_rejects_malformed_paths(path):
-    with pytest.raises(ValueError, match="invalid path"):
+    with pytest.raises(InvalidParams, match="invalid path"):
         jt("query", document={}, path=path)
 
 
@@ -122,7 +123,7 @@ def test_unflatten_accepts_indexes_in_any_order():
     ],
 )
 def test_unflatten_errors(flat, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidParams, match=message):
         jt("unflatten", flat=flat)
 
 
@@ -246,3 +247,47 @@ def test_sort_keys_options():
 def test_sort_keys_keeps_array_order_and_scalars():
     assert jt("sortKeys", document=[3, 1, 2]) == {"document": [3, 1, 2]}
     assert jt("sortKeys", document="x") == {"document": "x"}
+
+
+def test_a_refusal_names_the_path_in_its_details():
+    with pytest.raises(InvalidParams, match="conflicts with another path") as refused:
+        jt("unflatten", flat={"a.b": 2, "a": 1})
+    assert refused.value.details == {"path": "a"}
+
+
+def nested(depth):
+    """A document of `depth` levels, the root being the first."""
+    document = 1
+    for _ in range(depth - 1):
+        document = {"a": document}
+    return document
+
+
+@pytest.mark.parametrize(
+    "action,params",
+    [
+        ("query", lambda doc: {"document": doc, "path": "a"}),
+        ("flatten", lambda doc: {"document": doc}),
+        ("diff", lambda doc: {"before": doc, "after": 1}),
+        ("merge", lambda doc: {"documents": [{}, doc]}),
+        ("sortKeys", lambda doc: {"document": doc}),
+        ("unflatten", lambda doc: {"flat": {"a": doc}}),
+    ],
+)
+def test_documents_nested_too_deep_are_refused(action, params):
+    # Deeper documents would make the host refuse the result (over 200
+    # levels) or the handler overflow the stack: the plugin's error, not
+    # the caller's, without this check.
+    limit = load("json-tools")[1].MAX_DEPTH
+    depth_allowed = limit - 1 if action == "unflatten" else limit
+    jt(action, **params(nested(depth_allowed)))
+    with pytest.raises(InvalidParams, match=f"nested deeper than {limit} levels"):
+        jt(action, **params(nested(depth_allowed + 1)))
+
+
+def test_unflatten_refuses_paths_deeper_than_the_limit():
+    limit = load("json-tools")[1].MAX_DEPTH
+    assert jt("unflatten", flat={".".join(["a"] * (limit - 1)): 1})["document"]
+    with pytest.raises(InvalidParams, match="nested deeper"):
+        jt("unflatten", flat={".".join(["a"] * limit): 1})
+

@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 
+from sandbox.child.runtime import InvalidParams
 from tests.plugins.example_plugins import call, load, schema_errors
 
 
@@ -60,7 +61,7 @@ def test_describe_rejects_bad_values():
     assert schema_errors("stats", "describe", {"values": []})
     assert schema_errors("stats", "describe", {"values": [1, "2"]})
     assert schema_errors("stats", "describe", {"values": [1], "percentiles": [101]})
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(InvalidParams, match="finite"):
         st("describe", values=[1, float("nan")])
 
 
@@ -99,7 +100,7 @@ def test_histogram_constant_values_widen_range():
 
 
 def test_histogram_errors():
-    with pytest.raises(ValueError, match="must not be less than min"):
+    with pytest.raises(InvalidParams, match="must not be less than min"):
         st("histogram", values=[1, 2], min=5, max=1)
     assert schema_errors("stats", "histogram", {"values": [1], "bins": 0})
 
@@ -133,7 +134,7 @@ def test_correlation_spearman_averages_tied_ranks():
     ],
 )
 def test_correlation_errors(x, y, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidParams, match=message):
         st("correlation", x=x, y=y)
 
 
@@ -166,9 +167,9 @@ def test_linear_regression_constant_y_is_a_perfect_flat_fit():
 
 
 def test_linear_regression_errors():
-    with pytest.raises(ValueError, match="all x values are equal"):
+    with pytest.raises(InvalidParams, match="all x values are equal"):
         st("linearRegression", x=[2, 2, 2], y=[1, 2, 3])
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(InvalidParams, match="same length"):
         st("linearRegression", x=[1, 2], y=[1, 2, 3])
 
 
@@ -182,7 +183,7 @@ def test_moving_average_simple():
 def test_moving_average_window_edges():
     assert st("movingAverage", values=[1, 2, 3], window=1)["averages"] == [1, 2, 3]
     assert st("movingAverage", values=[1, 2, 3], window=3)["averages"] == [2]
-    with pytest.raises(ValueError, match="larger than the number of values"):
+    with pytest.raises(InvalidParams, match="larger than the number of values"):
         st("movingAverage", values=[1, 2], window=3)
 
 
@@ -192,3 +193,60 @@ def test_moving_average_exponential():
     assert result["averages"] == pytest.approx([10, 11, 12.5, 12.75])
     assert result["offset"] == 0
     assert st("movingAverage", values=[7], window=5, method="exponential")["averages"] == [7]
+
+
+# Values near the largest double (about 1.8e308): what fits in a result is
+# computed, what does not is refused; nothing overflows into an error of the
+# plugin's own or a wrong answer.
+
+
+def test_describe_refuses_a_variance_beyond_the_largest_double():
+    for values in ([1e308, -1e308], [1e200, 3e200]):
+        with pytest.raises(InvalidParams, match="variance is beyond the largest number") as refused:
+            st("describe", values=values)
+        assert refused.value.details == {"statistic": "variance"}
+
+
+def test_describe_refuses_a_sum_beyond_the_largest_double():
+    with pytest.raises(InvalidParams, match="sum is beyond"):
+        st("describe", values=[1e308, 1e308])
+    result = st("describe", values=[8e307, 8e307])
+    assert (result["sum"], result["mean"], result["variance"]) == (1.6e308, 8e307, 0)
+
+
+def test_histogram_of_values_spanning_more_than_the_largest_double():
+    result = st("histogram", values=[1e308, -1e308, 0], bins=4)
+    assert [(b["start"], b["end"], b["count"]) for b in result["bins"]] == [
+        (-1e308, -5e307, 1), (-5e307, 0, 0), (0, 5e307, 1), (5e307, 1e308, 1)
+    ]
+    assert result["binWidth"] == 5e307
+    with pytest.raises(InvalidParams, match="bin width is beyond"):
+        st("histogram", values=[1e308, -1e308], bins=1)
+
+
+def test_histogram_refuses_non_finite_bounds():
+    with pytest.raises(InvalidParams, match="max is inf"):
+        st("histogram", values=[1, 2], max=float("inf"))
+
+
+def test_correlation_of_huge_and_tiny_values():
+    expected = statistics.correlation([1, -1, 0], [1, 2, 4])
+    assert st("correlation", x=[1e308, -1e308, 0], y=[1, 2, 4])["coefficient"] == pytest.approx(expected)
+    assert st("correlation", x=[1e-200, -1e-200, 0], y=[1, 2, 4])["coefficient"] == pytest.approx(expected)
+
+
+def test_linear_regression_of_huge_and_tiny_values():
+    result = st("linearRegression", x=[1e-200, 2e-200, 3e-200], y=[1, 2, 3], predict=[4e-200])
+    assert result["slope"] == pytest.approx(1e200) and result["intercept"] == pytest.approx(0, abs=1e-9)
+    assert result["predictions"] == [{"x": 4e-200, "y": pytest.approx(4)}]
+    result = st("linearRegression", x=[1e308, -1e308], y=[1, -1])
+    assert result["slope"] == pytest.approx(1e-308) and result["rSquared"] == pytest.approx(1)
+    with pytest.raises(InvalidParams, match="slope is beyond"):
+        st("linearRegression", x=[0, 1e-300], y=[0, 1e300])
+    with pytest.raises(InvalidParams, match=r"prediction for x = 1e\+?10 is beyond"):
+        st("linearRegression", x=[0, 1], y=[0, 1e300], predict=[1e10])
+
+
+def test_moving_average_of_huge_values():
+    assert st("movingAverage", values=[1e308, 1e308, 1e308], window=2)["averages"] == [1e308, 1e308]
+

@@ -3,6 +3,7 @@ for how it is loaded and called)."""
 
 import pytest
 
+from sandbox.child.runtime import InvalidParams
 from tests.plugins.example_plugins import call, load, schema_errors
 
 
@@ -191,7 +192,7 @@ def test_syllable_estimate(word, syllables):
 
 
 def test_readability_requires_words():
-    with pytest.raises(ValueError, match="no words"):
+    with pytest.raises(InvalidParams, match="no words"):
         text("readability", text="... !!! ???")
     assert schema_errors("text-tools", "readability", {"text": ""})
 

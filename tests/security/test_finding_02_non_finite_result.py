@@ -87,7 +87,7 @@ def test_non_finite_numbers_end_the_run_as_plugin_error_at_once(live, api, text)
     assert execution.status == "error" and execution.error_type == "PLUGIN_ERROR"
     assert execution.result is None and execution.sealed_secrets == "" and execution.retry_count == 0
     assert list(ExecutionAttempt.objects.filter(execution=execution).values_list("error_type", flat=True)) == ["PLUGIN_ERROR"]
-    assert CircuitBreaker.objects.get(plugin__slug="forger").consecutive_failures == 3
+    assert CircuitBreaker.objects.get(plugin__slug="forger", organization=None).consecutive_failures == 3
     assert_nothing_left_running()
 
 
