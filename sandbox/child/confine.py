@@ -645,7 +645,12 @@ def set_run_rlimits(limits, address_space_base):
     """The limits that depend on the run (memory, CPU time), and open files."""
     _cap(resource.RLIMIT_NOFILE, limits.max_open_files)
     _cap(resource.RLIMIT_AS, address_space_base + limits.memory_bytes)
-    _cap(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
+    # Soft below hard: the kernel's answer at the soft limit is SIGXCPU, a
+    # death the host reads as a timeout whoever looks at the clock first
+    # (with equal limits it is a bare SIGKILL). A plugin ignoring SIGXCPU
+    # gets SIGKILL a second later.
+    cpu_seconds = max(1, limits.cpu_seconds)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
 
 
 def close_fds_except(keep):

@@ -336,10 +336,9 @@ class Server:
         self.runs.remove(run)
         oom_killed = False
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-        # With soft and hard RLIMIT_CPU equal the kernel sends SIGKILL, not
-        # SIGXCPU: a child killed after using its CPU allowance ran out of
-        # time, even when that came before the wall-clock deadline (threads
-        # in C code, or this loop woken late on a busy host).
+        # A child that ignored SIGXCPU at its CPU allowance is killed by the
+        # kernel a second later: it ran out of time too, even when that came
+        # before the wall-clock deadline (this loop woken late on a busy host).
         if killed and not run.timed_out and usage.ru_utime + usage.ru_stime >= run.cpu_seconds - CPU_LIMIT_SLACK_SECONDS:
             run.timed_out = True
         if run.cgroup is not None:
