@@ -73,8 +73,13 @@ def close_sandbox_client():
 
 def memory_limit_mb(organization, manifest):
     """The manifest may ask for less or more, never above the operator's or tier's ceiling."""
-    ceiling = organization.tier.max_memory_mb or settings.MAX_MEMORY_MB
-    ceiling = min(ceiling, settings.MAX_MEMORY_MB)
+    return plugins_own_memory_limit_mb(manifest, ceiling=organization.tier.max_memory_mb or settings.MAX_MEMORY_MB)
+
+
+def plugins_own_memory_limit_mb(manifest, ceiling=None):
+    """What the manifest asks for under the operator's ceiling (and `ceiling`,
+    a tier's, when given): a run's memory limit when no tier lowers it."""
+    ceiling = min(ceiling or settings.MAX_MEMORY_MB, settings.MAX_MEMORY_MB)
     requested = (manifest.get("limits") or {}).get("memoryMb")
     return min(requested, ceiling) if requested else ceiling
 

@@ -3,13 +3,12 @@
 import logging
 import time
 
-from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from . import breaker, cache, lifecycle, recovery
 from .queue.sealed_secrets import SecretsUnreadable, unseal_secrets
-from .runner import run_in_sandbox
+from .runner import plugins_own_memory_limit_mb, run_in_sandbox
 from .submission import effective_timeout_ms
 
 logger = logging.getLogger(__name__)
@@ -111,9 +110,7 @@ def plugin_verdict(execution, action, outcome, attempt_ms):
     if outcome.error_type == "TIMEOUT" and attempt_ms < effective_timeout_ms(None, action):
         return None
     if outcome.error_type == "MEMORY_LIMIT_EXCEEDED":
-        # What runner.memory_limit_mb gives the plugin when no tier lowers it.
-        own_mb = (execution.plugin_version.manifest.get("limits") or {}).get("memoryMb") or settings.MAX_MEMORY_MB
-        if execution.memory_limit_mb < min(own_mb, settings.MAX_MEMORY_MB):
+        if execution.memory_limit_mb < plugins_own_memory_limit_mb(execution.plugin_version.manifest):
             return None
     return False
 
