@@ -8,7 +8,7 @@ export PORT
 # wiped when the service or the suite starts, so counts start from zero.
 METRICS_DIR := $(or $(PROMETHEUS_MULTIPROC_DIR),$(or $(VAR_DIR),var)/prometheus)
 
-.PHONY: setup system-deps test-deps run web worker test bench clean
+.PHONY: setup system-deps test-deps run web worker test test-scale bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ run: setup
 test: setup test-deps
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python -m pytest -q
+
+# The same suite on PostgreSQL and Redis, as several nodes share them: private
+# servers started for it and removed after (deploy/ci/with-private-servers.sh).
+test-scale: setup test-deps
+	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
+	deploy/ci/with-private-servers.sh $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python bench/sandbox_overhead.py

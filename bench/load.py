@@ -86,9 +86,9 @@ import psutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 CGROUP_BASE = "/sys/fs/cgroup/unified"
-# Anything that would point the service at another instance's files.
-PRIVATE_VARIABLES = ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR", "WAKEUP_DIR", "SANDBOX_LOCK_DIR", "Q_CLUSTER_NAME",
-                     "VAR_DIR", "PORT", "BIND_ADDRESS")
+# Anything that would point the service at another instance's files or servers.
+PRIVATE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "WAKEUP_DIR", "SANDBOX_LOCK_DIR",
+                     "Q_CLUSTER_NAME", "VAR_DIR", "PORT", "BIND_ADDRESS")
 ORG = "bench-load"
 # Answers that refuse a run before it exists (docs/api.md#errors); other non-200 answers are errors.
 REFUSAL_TYPES = {"QUOTA_EXCEEDED", "CONCURRENCY_LIMIT", "RATE_LIMITED", "QUEUE_FULL", "SHUTTING_DOWN",

@@ -202,7 +202,9 @@ def is_open(plugin, organization):
 def reset(breaker, *, actor_id=""):
     """Close one breaker by hand (admin actions)."""
     with transaction.atomic():
-        breaker = CircuitBreaker.objects.select_for_update().select_related("plugin").get(pk=breaker.pk)
+        # Only the breaker's row: locking the joined plugin would hold up
+        # its uploads and activations for nothing.
+        breaker = CircuitBreaker.objects.select_for_update(of=("self",)).select_related("plugin").get(pk=breaker.pk)
         if breaker.state != State.CLOSED or breaker.consecutive_failures:
             _move(breaker, State.CLOSED, actor_id=actor_id, reason="reset by an operator")
 

@@ -2,6 +2,8 @@ import uuid
 
 from django.db import models
 
+from core.fields import VerbatimJSONField
+
 
 class ExecutionQuerySet(models.QuerySet):
     def with_plugin(self):
@@ -36,7 +38,7 @@ class Execution(models.Model):
     actor_id = models.CharField(max_length=200, blank=True)
     plugin_version = models.ForeignKey("plugins.PluginVersion", on_delete=models.PROTECT, related_name="executions")
     action = models.CharField(max_length=200)
-    params = models.JSONField(default=dict)
+    params = VerbatimJSONField(default=dict)
     timeout_ms = models.PositiveIntegerField()
     memory_limit_mb = models.PositiveIntegerField()
     # The queue: a queued execution is taken by a worker of its priority's
@@ -56,10 +58,10 @@ class Execution(models.Model):
     error_type = models.CharField(max_length=40, blank=True, db_index=True)
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True, help_text="The plugin's own frames, secrets redacted.")
-    error_details = models.JSONField(
+    error_details = VerbatimJSONField(
         null=True, blank=True, help_text="What the plugin said of params it rejected (ctx.reject), secrets redacted."
     )
-    result = models.JSONField(null=True, blank=True)
+    result = VerbatimJSONField(null=True, blank=True)
     logs = models.JSONField(default=list, blank=True)
     logs_truncated = models.BooleanField(default=False)
     cache_hit = models.BooleanField(default=False)

@@ -188,7 +188,7 @@ def check_queue_room(priority, long_running=False):
     SQLite's IMMEDIATE transactions admit one run at a time already), so
     that the limit is exact however many requests race for the last place."""
     if connection.features.has_select_for_update:
-        Tier.objects.select_for_update().filter(priority=priority).exists()
+        Tier.objects.select_for_update(no_key=True).filter(priority=priority).exists()
     limit = settings.QUEUE_LIMITS[priority]
     queued = Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority, long_running=long_running)
     if queued.count() >= limit:

@@ -97,7 +97,9 @@ def activate_version(version, *, actor_id=""):
     activating an older version is how a plugin is rolled back."""
     with transaction.atomic():
         # Lock the plugin so concurrent activations and uploads take turns.
-        plugin = Plugin.objects.select_for_update().select_related("owner").get(pk=version.plugin_id)
+        # Only the plugin's row (`of`): its owner is joined to be read, and
+        # PostgreSQL cannot lock the nullable side of that outer join.
+        plugin = Plugin.objects.select_for_update(of=("self",)).select_related("owner").get(pk=version.plugin_id)
         previous = plugin.versions.filter(is_active=True).values_list("version", flat=True).first()
         _make_active(version)
         if previous != version.version:
@@ -143,7 +145,7 @@ def set_plugin_owner(plugin, owner, *, actor_id=""):
     and uploads it changes with its owner, so the event is recorded for each
     organization concerned, the one losing it and the one getting it."""
     with transaction.atomic():
-        previous = Plugin.objects.select_for_update().select_related("owner").get(pk=plugin.pk).owner
+        previous = Plugin.objects.select_for_update(of=("self",)).select_related("owner").get(pk=plugin.pk).owner
         if (previous.pk if previous else None) != (owner.pk if owner else None):
             Plugin.objects.filter(pk=plugin.pk).update(owner=owner, updated_at=timezone.now())
             metadata = {

@@ -77,8 +77,11 @@ def admit(organization, count_in_flight):
     """
     # The row lock serializes admissions on PostgreSQL; SQLite's IMMEDIATE
     # transactions admit one at a time already, and it has no row locks.
+    # NO KEY: rows that merely refer to the organization (a cache hit's
+    # execution and event, inserted after it counted its day) must not wait
+    # for it while this waits for their day's count: that deadlocked.
     if connection.features.has_select_for_update:
-        Organization.objects.select_for_update().filter(pk=organization.pk).exists()
+        Organization.objects.select_for_update(no_key=True).filter(pk=organization.pk).exists()
     if count_in_flight(organization) >= organization.concurrent_limit:
         raise QuotaRefused(
             "CONCURRENCY_LIMIT",

@@ -184,7 +184,11 @@ def reencrypt_secrets(*, actor_id=""):
     current = _current_key_id()
     rotated, unreadable = 0, []
     with transaction.atomic():
-        stale = OrganizationSecret.objects.select_for_update().select_related("organization").exclude(key_id=current)
+        # Only the secrets' rows: locking their organizations would hold up
+        # every admission of theirs until the rotation ends.
+        stale = OrganizationSecret.objects.select_for_update(of=("self",)).select_related("organization").exclude(
+            key_id=current
+        )
         for record in stale:
             try:
                 ciphertext = cipher.rotate(record.ciphertext.encode()).decode()

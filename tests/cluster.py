@@ -7,6 +7,7 @@ import select
 import subprocess
 import sys
 import time
+import urllib.parse
 
 from django.conf import settings
 
@@ -29,8 +30,15 @@ class Cluster:
 
     @property
     def database_url(self):
+        """The test database: SQLite's file, or on a server the database
+        pytest-django names after DATABASE_URL's (test_<name>), on the same
+        server with the same credentials."""
         database = settings.DATABASES["default"]
-        return f"sqlite:///{database.get('TEST', {}).get('NAME') or database['NAME']}"
+        if database["ENGINE"].endswith("sqlite3"):
+            return f"sqlite:///{database.get('TEST', {}).get('NAME') or database['NAME']}"
+        url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+        name = database.get("TEST", {}).get("NAME") or f"test_{url.path.lstrip('/')}"
+        return urllib.parse.urlunsplit(url._replace(path=f"/{name}"))
 
     def kill_leftovers(self):
         """A session that died mid-way leaves its clusters writing to the test

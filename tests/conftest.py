@@ -1,9 +1,10 @@
 """Fixtures shared by the suite (plain helpers are in factories.py, the
 qcluster processes in cluster.py).
 
-Integration tests run a real `manage.py qcluster` against the same SQLite
-test database as the test process, and call the API in-process with DRF's
-client: real views, real queue, real worker processes, real sandbox.
+Integration tests run a real `manage.py qcluster` against the same test
+database as the test process (SQLite's, or PostgreSQL's under `make
+test-scale`), and call the API in-process with DRF's client: real views,
+real queue, real worker processes, real sandbox.
 
 Importing this file needs no Django settings (DRF is imported inside the
 fixture that uses it), so the suites that run without Django
@@ -70,6 +71,36 @@ def no_leftover_clusters():
     are no settings and no test database: nothing to do.)"""
     if settings.configured:
         Cluster().kill_leftovers()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_outlasts_deadlocks():
+    """On PostgreSQL the flush after a test with committed data TRUNCATEs
+    every table at once while the cluster may still be writing (a run
+    ending, an event of the sentinel's): the locks, taken in opposite
+    orders, deadlock, and PostgreSQL makes the flush give way. Tried again,
+    it simply waits its turn. (SQLite's one writer at a time never
+    deadlocks.)"""
+    if not settings.configured:
+        yield
+        return
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def flush_again_after_deadlocks(test_case):
+        for attempt in range(5):
+            try:
+                return flush(test_case)
+            except CommandError as error:
+                deadlock = getattr(error.__cause__, "__cause__", None)
+                if attempt == 4 or getattr(deadlock, "sqlstate", None) != "40P01":
+                    raise
+
+    TransactionTestCase._fixture_teardown = flush_again_after_deadlocks
+    yield
+    TransactionTestCase._fixture_teardown = flush
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,11 @@ import psutil
 
 from tests.factories import ROOT, wait_for
 
-# Anything that would point the service at the test process's own files.
-PRIVATE_VARIABLES = ("DATABASE_URL", "VAR_DIR", "PROMETHEUS_MULTIPROC_DIR", "WAKEUP_DIR", "SANDBOX_LOCK_DIR",
-                     "Q_CLUSTER_NAME", "PORT")
+# Anything that would point the service at the test process's own files or
+# servers (under `make test-scale`, its Redis: authentication brakes and
+# heartbeats shared with the tests).
+PRIVATE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "VAR_DIR", "PROMETHEUS_MULTIPROC_DIR", "WAKEUP_DIR",
+                     "SANDBOX_LOCK_DIR", "Q_CLUSTER_NAME", "PORT")
 
 NAPPER = """
 import time

@@ -92,16 +92,33 @@ def test_non_finite_numbers_end_the_run_as_plugin_error_at_once(live, api, text)
 
 
 @contextlib.contextmanager
-def refusing_trigger(name, when, message):
-    """An SQLite trigger that makes the database refuse the writes `when`
-    describes, for as long as the block runs."""
+def refusing_trigger(name, event, condition, message, sqlstate):
+    """A trigger that makes the database refuse the writes to
+    executions_execution that `event` and `condition` describe, for as long
+    as the block runs. PostgreSQL raises the error `sqlstate` names; SQLite
+    can only refuse as a constraint would."""
+    if connection.vendor == "postgresql":
+        create = [
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}'; END $$",
+            f"CREATE TRIGGER {name} {event} ON executions_execution FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {name}()",
+        ]
+        drop = [f"DROP TRIGGER {name} ON executions_execution", f"DROP FUNCTION {name}()"]
+    else:
+        create = [
+            f"CREATE TRIGGER {name} {event} ON executions_execution WHEN {condition} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        ]
+        drop = [f"DROP TRIGGER {name}"]
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TRIGGER {name} {when} BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        for statement in create:
+            cursor.execute(statement)
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TRIGGER {name}")
+            for statement in drop:
+                cursor.execute(statement)
 
 
 @pytest.fixture
@@ -111,8 +128,10 @@ def database_refusing_large_results(live):
     it fails."""
     with refusing_trigger(
         "refuse_large_results",
-        "BEFORE UPDATE OF result ON executions_execution WHEN length(NEW.result) > 4096",
+        "BEFORE UPDATE OF result",
+        "length(CAST(NEW.result AS TEXT)) > 4096",
         "result too large for this database",
+        "22001",  # value too long
     ):
         yield
 
@@ -142,8 +161,10 @@ def database_refusing_first_ends(live):
     failover: the worker can record neither the outcome nor an error."""
     with refusing_trigger(
         "refuse_first_ends",
-        "BEFORE UPDATE OF status ON executions_execution WHEN NEW.status IN ('success', 'error') AND NEW.retry_count = 0",
+        "BEFORE UPDATE OF status",
+        "NEW.status IN ('success', 'error') AND NEW.retry_count = 0",
         "the database is failing over",
+        "57P01",  # the server is shutting down
     ):
         yield
 
