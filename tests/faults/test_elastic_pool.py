@@ -1,5 +1,7 @@
 """The elastic pool of a real cluster: it grows under a queue and shrinks back when idle."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.factories import wait_for
@@ -13,9 +15,14 @@ def test_a_cluster_grows_to_its_maximum_under_load_and_back_to_its_minimum_when_
     try:
         service.prepare()
         assert len(service.workers("medium")) == 1
-        for _ in range(20):
-            status, _ = service.execute("napper", "nap", {"seconds": 0.5}, timeout=30000, **{"async": True})
-            assert status == 202
+        # At once, as a burst comes: sent one by one on a busy machine, the
+        # first few runs queue before the rest and the pool grows by steps.
+        with ThreadPoolExecutor(max_workers=20) as senders:
+            answers = list(senders.map(
+                lambda _: service.execute("napper", "nap", {"seconds": 0.5}, timeout=30000, **{"async": True}),
+                range(20),
+            ))
+        assert [status for status, _ in answers] == [202] * 20
         assert wait_for(lambda: len(service.workers("medium")) == 3, timeout=15, interval=0.1)
         assert wait_for(lambda: service.unfinished() == 0, timeout=30)
         assert wait_for(lambda: len(service.workers("medium")) == 1, timeout=15, interval=0.2)
