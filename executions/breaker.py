@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from audit.events import record_event
 from audit.models import AuditEvent
+from core import sql
 
 from .models import CircuitBreaker
 
@@ -44,6 +45,18 @@ class CircuitOpen(Exception):
 def _in_scope(plugin, organization):
     """The breakers that decide for `organization`: the one for everyone and its own."""
     return CircuitBreaker.objects.filter(Q(organization__isnull=True) | Q(organization=organization), plugin=plugin)
+
+
+def _any_in_scope(plugin, organization, unsettled):
+    """Whether a breaker in scope is not closed (or, with `unsettled`, has
+    also failures counted). Every admission and every run's end asks, and
+    the answer is nearly always no: hand-written SQL (core.sql)."""
+    condition = "(state <> %s OR consecutive_failures > 0)" if unsettled else "state <> %s"
+    return sql.fetch_one(
+        "SELECT 1 FROM executions_circuitbreaker WHERE plugin_id = %s"
+        f" AND (organization_id IS NULL OR organization_id = %s) AND {condition} LIMIT 1",
+        [plugin.pk, organization.pk, State.CLOSED],
+    ) is not None
 
 
 def _is_owner(plugin, organization):
@@ -98,7 +111,7 @@ def admit(plugin, organization):
     """Let `organization`'s run through, or raise CircuitOpen. A breaker open
     for BREAKER_OPEN_SECONDS turns half-open and admits that many probes.
     When all is closed (nearly always), one EXISTS query."""
-    if not _in_scope(plugin, organization).exclude(state=State.CLOSED).exists():
+    if not _any_in_scope(plugin, organization, unsettled=False):
         return
     refusal = None
     with transaction.atomic():
@@ -141,8 +154,7 @@ def record_outcome(plugin, organization, succeeded):
             for breaker in _locked(plugin, organization, create=True):
                 _count_failure(breaker, organization)
         return
-    settled = Q(state=State.CLOSED, consecutive_failures=0)
-    if not _in_scope(plugin, organization).exclude(settled).exists():
+    if not _any_in_scope(plugin, organization, unsettled=True):
         return  # the common case: a healthy plugin stays as it is, with no write
     with transaction.atomic():
         for breaker in _locked(plugin, organization, create=False):

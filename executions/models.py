@@ -16,10 +16,6 @@ class ExecutionQuerySet(models.QuerySet):
         """Runs queued or running: what holds an organization's concurrent slots."""
         return self.filter(status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING])
 
-    def claimable(self, priority, now):
-        """Queued runs of one priority that may still start, oldest first."""
-        return self.filter(status=Execution.Status.QUEUED, priority=priority, start_deadline__gt=now).order_by("queued_at")
-
 
 class Execution(models.Model):
     class Status(models.TextChoices):

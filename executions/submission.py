@@ -7,19 +7,18 @@ import hmac
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from referencing.exceptions import Unresolvable
 
 from audit.events import record_event
 from audit.models import AuditEvent
+from core import sql
 from core.draining import is_draining
 from core.errors import EngineError, shortened
 from core.load_shedding import waiting
 from plugins.models import Plugin, PluginVersion
 from plugins.params_schema import UncheckableSchema, params_validator
 from quotas.enforcement import QuotaRefused, admit, consume_daily, usage_today
-from quotas.models import Tier
 
 from . import breaker, cache, lifecycle, recovery
 from .cache import canonical_json
@@ -36,18 +35,25 @@ QUEUE_FULL_RETRY_AFTER_SECONDS = 2
 SHUTTING_DOWN_RETRY_AFTER_SECONDS = 5
 
 
+VERSION_COLUMNS = sql.Columns(PluginVersion, "v", exclude=("archive",))
+PLUGIN_COLUMNS = sql.Columns(Plugin, "p")
+
+
 def resolve_action(organization, plugin_id, action_name, version=None):
     """The plugin version and action a caller may run, or the right EngineError.
-    One query when the call is good; the error's reason is looked up only
-    when it is not."""
-    versions = (
-        PluginVersion.objects.select_related("plugin").defer("archive")
-        .filter(plugin__slug=plugin_id, plugin__enabled=True)
-        .filter(Q(plugin__owner__isnull=True) | Q(plugin__owner=organization))
+    One query when the call is good (every request asks: hand-written SQL,
+    core.sql); the error's reason is looked up only when it is not."""
+    which = "v.version = %s" if version else "v.is_active"
+    row = sql.fetch_one(
+        f"SELECT {VERSION_COLUMNS.sql}, {PLUGIN_COLUMNS.sql} FROM plugins_pluginversion v"
+        " JOIN plugins_plugin p ON p.id = v.plugin_id"
+        f" WHERE p.slug = %s AND p.enabled AND (p.owner_id IS NULL OR p.owner_id = %s) AND {which}",
+        [plugin_id, organization.pk, *([version] if version else [])],
     )
-    plugin_version = versions.filter(version=version).first() if version else versions.filter(is_active=True).first()
-    if plugin_version is None:
+    if row is None:
         raise unresolved(organization, plugin_id, version)
+    plugin_version = VERSION_COLUMNS.instance(row)
+    plugin_version.plugin = PLUGIN_COLUMNS.instance(row, VERSION_COLUMNS.width)
     action = plugin_version.action(action_name)
     if action is None:
         raise EngineError(
@@ -188,10 +194,14 @@ def check_queue_room(priority, long_running=False):
     SQLite's IMMEDIATE transactions admit one run at a time already), so
     that the limit is exact however many requests race for the last place."""
     if connection.features.has_select_for_update:
-        Tier.objects.select_for_update(no_key=True).filter(priority=priority).exists()
+        sql.fetch_all("SELECT 1 FROM quotas_tier WHERE priority = %s FOR NO KEY UPDATE", [priority])
     limit = settings.QUEUE_LIMITS[priority]
-    queued = Execution.objects.filter(status=Execution.Status.QUEUED, priority=priority, long_running=long_running)
-    if queued.count() >= limit:
+    # Every admission counts: hand-written SQL (core.sql), on the queue's index.
+    (queued,) = sql.fetch_one(
+        "SELECT COUNT(*) FROM executions_execution WHERE status = 'queued' AND priority = %s AND long_running = %s",
+        [priority, long_running],
+    )
+    if queued >= limit:
         kind = "long runs" if long_running else "runs"
         raise EngineError(
             "QUEUE_FULL", f"the {priority}-priority queue holds {limit} {kind} already; try again shortly",
@@ -200,7 +210,14 @@ def check_queue_room(priority, long_running=False):
 
 
 def count_in_flight(organization):
-    return Execution.objects.in_flight().filter(organization=organization).count()
+    # Every admission counts, on the execution_in_flight index, whose
+    # condition the query must spell as it is (a bound parameter would hide
+    # that from SQLite's planner): hand-written SQL (core.sql).
+    (count,) = sql.fetch_one(
+        "SELECT COUNT(*) FROM executions_execution WHERE organization_id = %s AND status IN ('queued', 'running')",
+        [organization.pk],
+    )
+    return count
 
 
 def answer_without_run(fields, **outcome):
@@ -278,6 +295,10 @@ def enqueue(fields, sealed_secrets):
     return execution
 
 
+PROGRESS_COLUMNS = sql.Columns(Execution, "e", only=("id", "status", "start_deadline", "lease_expires_at"))
+EXECUTION_COLUMNS = sql.Columns(Execution, "e")
+
+
 def wait_for_outcome(execution):
     """Block until the run ends and return it. A run still queued past its
     start deadline is expired; a running one is waited for while its
@@ -285,18 +306,20 @@ def wait_for_outcome(execution):
     runs out. The worker wakes us when it records the end; the database is
     looked at again at least every EXECUTION_IDLE_POLL_SECONDS in case a
     wake-up is lost. Each look reads three columns; the whole execution is
-    loaded once, when it has ended."""
-    progress = Execution.objects.filter(pk=execution.pk).values_list("status", "start_deadline", "lease_expires_at")
+    loaded once, when it has ended. Every synchronous call reads these:
+    hand-written SQL (core.sql)."""
+    execution_id = sql.db_value(Execution, "id", execution.pk)
     with Waiter(lifecycle.execution_topic(execution.pk)) as waiter:
         while True:
-            status, start_deadline, lease_expires_at = progress.get()
-            if status in Execution.TERMINAL:
+            progress = PROGRESS_COLUMNS.instance(sql.fetch_one(
+                f"SELECT {PROGRESS_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s", [execution_id]))
+            if progress.status in Execution.TERMINAL:
                 return ended(execution)
             now = timezone.now()
-            if status == Execution.Status.QUEUED and start_deadline < now:
+            if progress.status == Execution.Status.QUEUED and progress.start_deadline < now:
                 lifecycle.expire_unstarted(Execution.objects.with_plugin().get(pk=execution.pk))
                 continue
-            if lease_expires_at and lease_expires_at < now:
+            if progress.lease_expires_at and progress.lease_expires_at < now:
                 lifecycle.reclaim_expired_leases(execution.organization)
                 continue
             with waiting():
@@ -306,7 +329,9 @@ def wait_for_outcome(execution):
 def ended(execution):
     """The ended execution, read again without the joins: its plugin version
     and organization are the ones the caller already holds."""
-    record = Execution.objects.get(pk=execution.pk)
+    record = EXECUTION_COLUMNS.instance(sql.fetch_one(
+        f"SELECT {EXECUTION_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s",
+        [sql.db_value(Execution, "id", execution.pk)]))
     record.plugin_version = execution.plugin_version
     record.organization = execution.organization
     return record

@@ -11,10 +11,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 
-from .models import DailyUsage, Organization
+from core import sql
+
+from .models import DailyUsage
 
 CONCURRENCY_RETRY_AFTER_SECONDS = 1
 
@@ -62,9 +63,20 @@ def seconds_to_next_utc_midnight():
     return max(1, int((next_utc_midnight() - timezone.now()).total_seconds()) + 1)
 
 
+# Every run reads or moves its organization's count for the day, so these
+# statements are hand-written SQL (core.sql).
+
+
 def usage_today(organization):
-    row = DailyUsage.objects.filter(organization=organization, day=utc_today()).first()
-    return QuotaSnapshot(used=row.count if row else 0, limit=organization.daily_limit, reset_at=next_utc_midnight())
+    row = sql.fetch_one(
+        'SELECT "count" FROM quotas_dailyusage WHERE organization_id = %s AND day = %s',
+        [organization.pk, sql.db_value(DailyUsage, "day", utc_today())],
+    )
+    return snapshot(organization, row[0] if row else 0)
+
+
+def snapshot(organization, used):
+    return QuotaSnapshot(used=used, limit=organization.daily_limit, reset_at=next_utc_midnight())
 
 
 def admit(organization, count_in_flight):
@@ -81,7 +93,7 @@ def admit(organization, count_in_flight):
     # execution and event, inserted after it counted its day) must not wait
     # for it while this waits for their day's count: that deadlocked.
     if connection.features.has_select_for_update:
-        Organization.objects.select_for_update(no_key=True).filter(pk=organization.pk).exists()
+        sql.fetch_one("SELECT 1 FROM quotas_organization WHERE id = %s FOR NO KEY UPDATE", [organization.pk])
     if count_in_flight(organization) >= organization.concurrent_limit:
         raise QuotaRefused(
             "CONCURRENCY_LIMIT",
@@ -93,21 +105,31 @@ def admit(organization, count_in_flight):
 
 
 def consume_daily(organization):
-    """Add one to today's count unless that would pass the daily limit."""
+    """Add one to today's count unless that would pass the daily limit: one
+    conditional UPDATE, atomic on both databases, that returns the new count."""
     today = utc_today()
     limit = organization.daily_limit
-    rows = DailyUsage.objects.filter(organization=organization, day=today)
-    with_room = rows if limit is None else rows.filter(count__lt=limit)
-    counted = with_room.update(count=F("count") + 1)
-    if not counted:
+    used = _count_one(organization, today, limit)
+    if used is None:
         # The day's first run has no row to count in yet.
         DailyUsage.objects.get_or_create(organization=organization, day=today)
-        counted = with_room.update(count=F("count") + 1)
-    if not counted:
+        used = _count_one(organization, today, limit)
+    if used is None:
         raise QuotaRefused(
             "QUOTA_EXCEEDED",
             f"the daily limit of {limit} executions is used up; it resets at midnight UTC",
             seconds_to_next_utc_midnight(),
             QuotaSnapshot(used=limit, limit=limit, reset_at=next_utc_midnight()),
         )
-    return usage_today(organization)
+    return snapshot(organization, used)
+
+
+def _count_one(organization, day, limit):
+    """The day's count after adding one, or None if there is no row for the
+    day or it is at `limit` already."""
+    row = sql.fetch_one(
+        'UPDATE quotas_dailyusage SET "count" = "count" + 1 WHERE organization_id = %s AND day = %s'
+        + ('' if limit is None else ' AND "count" < %s') + ' RETURNING "count"',
+        [organization.pk, sql.db_value(DailyUsage, "day", day), *([] if limit is None else [limit])],
+    )
+    return None if row is None else row[0]

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core import sql
 from plugins.models import PluginVersion
 from quotas.models import Organization
 
@@ -45,33 +46,49 @@ def claim_next(priority, look_first=True):
 
     `look_first`: read before taking the database's write lock (SQLite has
     one), so that an idle worker looking every QUEUE_IDLE_POLL_SECONDS never
-    takes it to find nothing; a worker that has just finished a run skips it."""
+    takes it to find nothing; a worker that has just finished a run skips it.
+
+    Every run is claimed here: hand-written SQL (core.sql), on the
+    execution_queue index."""
     now = timezone.now()
-    if look_first and not Execution.objects.claimable(priority, now).exists():
+    claimable = "status = 'queued' AND priority = %s AND start_deadline > %s"
+    params = [priority, sql.db_value(Execution, "start_deadline", now)]
+    if look_first and sql.fetch_one(f"SELECT 1 FROM executions_execution WHERE {claimable} LIMIT 1", params) is None:
         return None
     with transaction.atomic():
-        candidates = Execution.objects.claimable(priority, now).select_for_update(skip_locked=True)
         passed_over = {}
         while True:
-            candidate = candidates.filter(**passed_over).values(*CANDIDATE_FIELDS).first()
-            if candidate is None:
+            row = sql.fetch_one(
+                f"SELECT {CANDIDATE_COLUMNS.sql} FROM executions_execution e WHERE {claimable}"
+                + "".join(condition for condition, _ in passed_over.values())
+                + " ORDER BY queued_at LIMIT 1" + sql.for_update_skip_locked(),
+                params + [value for _, value in passed_over.values() if value is not None],
+            )
+            if row is None:
                 return None
+            candidate = CANDIDATE_COLUMNS.instance(row)
             rule = pass_over(candidate, priority, passed_over)
             if not rule:
                 break
             passed_over.update(rule)
-        claimed = Execution.objects.filter(pk=candidate["pk"], status=Execution.Status.QUEUED).update(
-            status=Execution.Status.RUNNING,
-            # A run given back after its worker died keeps its first start:
-            # its timeout is the budget of the whole execution.
-            started_at=candidate["started_at"] or now,
-            worker=worker_id(),
-            lease_expires_at=lease_until(now, candidate["timeout_ms"]),
+        claimed = sql.execute(
+            "UPDATE executions_execution SET status = 'running', started_at = %s, worker = %s, lease_expires_at = %s"
+            " WHERE id = %s AND status = 'queued'",
+            [
+                # A run given back after its worker died keeps its first
+                # start: its timeout is the budget of the whole execution.
+                sql.db_value(Execution, "started_at", candidate.started_at or now),
+                worker_id(),
+                sql.db_value(Execution, "lease_expires_at", lease_until(now, candidate.timeout_ms)),
+                sql.db_value(Execution, "id", candidate.pk),
+            ],
         )
-    return for_run(candidate["pk"]) if claimed else None
+    return for_run(candidate.pk) if claimed else None
 
 
-CANDIDATE_FIELDS = ("pk", "timeout_ms", "started_at", "long_running", "memory_limit_mb")
+CANDIDATE_COLUMNS = sql.Columns(
+    Execution, "e", only=("id", "timeout_ms", "started_at", "long_running", "memory_limit_mb"))
+EXECUTION_COLUMNS = sql.Columns(Execution, "e")
 
 
 def for_run(execution_id):
@@ -81,7 +98,9 @@ def for_run(execution_id):
     active changes, and the run is bound to its own), and what a run reads
     of its organization — its id, its owner to notify, its limits for the
     event's quota figures — may be ORGANIZATION_CACHE_SECONDS old."""
-    execution = Execution.objects.get(pk=execution_id)
+    execution = EXECUTION_COLUMNS.instance(sql.fetch_one(
+        f"SELECT {EXECUTION_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s",
+        [sql.db_value(Execution, "id", execution_id)]))
     execution.plugin_version = _plugin_version(execution.plugin_version_id)
     execution.organization = _organization(execution.organization_id)
     return execution
@@ -113,16 +132,17 @@ def _organization(organization_id):
 
 
 def pass_over(candidate, priority, passed_over):
-    """The filter that excludes `candidate` (and runs like it) when a rule
-    says it may not start now; {} when it may."""
-    if candidate["long_running"] and "long_running" not in passed_over:
+    """The condition (SQL, and its parameter or None) that excludes
+    `candidate` and runs like it when a rule says it may not start now, by
+    the rule's name; {} when it may start."""
+    if candidate.long_running and "long" not in passed_over:
         if long_runs_in_progress(priority) >= long_run_workers(priority):
-            return {"long_running": False}
-    memory_mb = candidate["memory_limit_mb"]
-    if memory_mb > always_fitting_memory_mb() and "memory_limit_mb__lte" not in passed_over:
+            return {"long": (" AND NOT long_running", None)}
+    memory_mb = candidate.memory_limit_mb
+    if memory_mb > always_fitting_memory_mb() and "memory" not in passed_over:
         room = settings.SANDBOX_MEMORY_BUDGET_MB - memory_in_use_on_this_node()
         if memory_mb > room:
-            return {"memory_limit_mb__lte": room}
+            return {"memory": (" AND memory_limit_mb <= %s", room)}
     return {}
 
 

@@ -1,0 +1,95 @@
+"""Hand-written SQL for the statements every run pays for.
+
+Building a query through the ORM costs 0.3–0.8 ms of Python per statement
+(filter trees, joins, compilation); running it on SQLite costs about
+0.04 ms. A run costs about twenty statements between the web and its
+worker, so that building was most of the service's CPU per run
+(docs/benchmarks.md, "Where a run's CPU goes"). Those statements are
+written as SQL that SQLite and PostgreSQL both accept, next to the code
+that owns them; everything off that path stays on the ORM.
+
+What comes back is still ordinary model instances: `Columns` turns a row
+into one with the ORM's own converters (aware datetimes, UUIDs, JSON,
+booleans as each backend stores them) and `Model.from_db`, and `db_value`
+turns a Python value into the parameter the ORM would have sent.
+"""
+
+from django.db import connection
+from django.utils.functional import cached_property
+
+
+def fetch_one(sql, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def fetch_all(sql, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def execute(sql, params=()):
+    """Run a statement; returns how many rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def db_value(model, field_name, value):
+    """`value` as the ORM would send it for `model.field_name` (SQLite keeps
+    UUIDs as hex text and datetimes as UTC text, for instance)."""
+    return model._meta.get_field(field_name).get_db_prep_value(value, connection)
+
+
+def for_update_skip_locked():
+    """The clause that takes a row lock without waiting for rows others hold,
+    where the database has row locks (PostgreSQL); SQLite's IMMEDIATE
+    transactions hold the whole database instead, so it needs none."""
+    return " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+
+
+class Columns:
+    """Some of a model's columns as a select list under `alias`, and the
+    instance a row of them makes; the columns left out are deferred, as
+    with `QuerySet.only()`."""
+
+    def __init__(self, model, alias, *, only=None, exclude=()):
+        self.model = model
+        self.fields = [
+            field for field in model._meta.concrete_fields
+            if (only is None or field.name in only) and field.name not in exclude
+        ]
+        self.alias = alias
+        self.attnames = [field.attname for field in self.fields]
+        self.width = len(self.fields)
+        self._converters = {}
+
+    @cached_property
+    def sql(self):
+        quote = connection.ops.quote_name
+        return ", ".join(f"{self.alias}.{quote(field.column)}" for field in self.fields)
+
+    def converters(self):
+        """Per field, its column expression and the ORM's converters from
+        this backend's values (looked up once per backend: they depend on
+        it, not on the row)."""
+        vendor = connection.vendor
+        if vendor not in self._converters:
+            table = self.model._meta.db_table
+            columns = [field.get_col(table) for field in self.fields]
+            self._converters[vendor] = [
+                (column, connection.ops.get_db_converters(column) + field.get_db_converters(connection))
+                for field, column in zip(self.fields, columns)
+            ]
+        return self._converters[vendor]
+
+    def instance(self, row, start=0):
+        """The model instance held by `row[start:start + width]`."""
+        values = list(row[start:start + self.width])
+        for index, (column, converters) in enumerate(self.converters()):
+            if values[index] is not None:
+                for converter in converters:
+                    values[index] = converter(values[index], column, connection)
+        return self.model.from_db(connection.alias, self.attnames, values)
