@@ -1061,8 +1061,9 @@ def service_figures(phase, ok_answers, idle_cores):
     figures["max_queue"] = max((s["db_queued"] for s in samples if "db_queued" in s), default=None)
     figures["max_running"] = max((s["db_running"] for s in samples if "db_running" in s), default=None)
     figures["pool_total"] = max((s["pool_total"] for s in samples if "pool_total" in s), default=None)
-    figures["stats_unanswered_samples"] = sum(1 for s in samples if "pool_total" not in s)
-    figures["samples"] = len(samples)
+    asked = [s for s in samples if "stats_ms" in s]
+    figures["stats_unanswered_samples"] = sum(1 for s in asked if "pool_total" not in s)
+    figures["stats_samples"] = len(asked)
     return figures
 
 
@@ -1128,7 +1129,7 @@ def print_report(title, streams, service, client, extra_lines):
               f"{', '.join(f'{role} {ms}' for role, ms in service['cpu_ms_by_process'].items())}")
     print(f"         executions finished: {fmt_counts(service['executions_finished'])}; max queued {service['max_queue']}, "
           f"max running {service['max_running']}, pool {service['pool_total']}; /stats unanswered in "
-          f"{service['stats_unanswered_samples']}/{service['samples']} samples")
+          f"{service['stats_unanswered_samples']}/{service['stats_samples']} looks")
     for text, n in service["service_log"]["exceptions"].items():
         print(f"         service log: {text} ×{n}")
     for text, n in service["service_log"]["process_exits"].items():
