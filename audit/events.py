@@ -1,19 +1,24 @@
 """The audit log: its single writer, and what a caller may read of it."""
 
+from core import sql
 from core.errors import EngineError
 
 from .models import AuditEvent
 
 
+# Every run writes one: hand-written SQL (core.sql).
+_insert_event = sql.Insert(AuditEvent)
+
+
 def record_event(event_type, *, organization=None, actor_id="", target_id="", metadata=None):
     """Append one audit event; call it inside the transaction of the change it records."""
-    return AuditEvent.objects.create(
+    return _insert_event(AuditEvent(
         type=event_type,
         organization=organization,
         actor_id=actor_id or "",
         target_id=str(target_id or ""),
         metadata=metadata or {},
-    )
+    ))
 
 
 def visible_events(principal, *, organization_slug=None, types=(), target_id=None, actor_id=None, since=None, until=None):

@@ -37,6 +37,19 @@ def execute(sql, params=()):
         return cursor.rowcount
 
 
+def update(model, values, where, params=()):
+    """UPDATE `model`'s rows matching `where` (SQL, with `params`), setting
+    `values` ({field name: value}, sent as the ORM would); returns how many
+    rows changed."""
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in values]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    return execute(
+        f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {where}",
+        [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values())] + list(params),
+    )
+
+
 def db_value(model, field_name, value):
     """`value` as the ORM would send it for `model.field_name` (SQLite keeps
     UUIDs as hex text and datetimes as UTC text, for instance)."""
@@ -93,3 +106,33 @@ class Columns:
                 for converter in converters:
                     values[index] = converter(values[index], column, connection)
         return self.model.from_db(connection.alias, self.attnames, values)
+
+
+class Insert:
+    """INSERT of a whole model instance, as `Model.save()` on a new row would
+    do it (field defaults and `pre_save`, such as auto_now_add, included),
+    its SQL built once; an auto-increment key comes back by RETURNING."""
+
+    def __init__(self, model):
+        self.model = model
+        self.auto_key = model._meta.auto_field
+        self.fields = [field for field in model._meta.concrete_fields if field is not self.auto_key]
+
+    @cached_property
+    def sql(self):
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in self.fields)
+        placeholders = ", ".join(["%s"] * len(self.fields))
+        returning = f" RETURNING {quote(self.auto_key.column)}" if self.auto_key else ""
+        return f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES ({placeholders}){returning}"
+
+    def __call__(self, instance):
+        values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in self.fields]
+        if self.auto_key:
+            (key,) = fetch_one(self.sql, values)
+            setattr(instance, self.auto_key.attname, key)
+        else:
+            execute(self.sql, values)
+        instance._state.adding = False
+        instance._state.db = connection.alias
+        return instance

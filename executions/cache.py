@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from audit.events import record_event
 from audit.models import AuditEvent
+from core import sql
 
 from .models import CachedResult, Execution
 
@@ -57,14 +58,22 @@ def is_cacheable(action):
 
 
 def _decode(entry):
-    payload = bytes(entry.payload)
-    return json.loads(zlib.decompress(payload) if entry.compressed else payload)
+    return _decoded(entry.payload, entry.compressed)
+
+
+def _decoded(payload, compressed):
+    payload = bytes(payload)
+    return json.loads(zlib.decompress(payload) if compressed else payload)
 
 
 def lookup(key):
-    """The fresh cached result for `key`, or None."""
-    entry = CachedResult.objects.filter(key=key, expires_at__gt=timezone.now()).first()
-    return _decode(entry) if entry is not None else None
+    """The fresh cached result for `key`, or None. Every request for a
+    cacheable action asks: hand-written SQL (core.sql)."""
+    row = sql.fetch_one(
+        'SELECT payload, compressed FROM executions_cachedresult WHERE "key" = %s AND expires_at > %s',
+        [key, sql.db_value(CachedResult, "expires_at", timezone.now())],
+    )
+    return _decoded(*row) if row is not None else None
 
 
 def lookup_stale(key):

@@ -285,12 +285,12 @@ def enqueue(fields, sealed_secrets):
     on this node are woken when it commits."""
     now = timezone.now()
     priority = fields["organization"].tier.priority
-    execution = Execution.objects.create(
+    execution = lifecycle.insert_execution(Execution(
         **fields,
         priority=priority,
         start_deadline=now + dt.timedelta(milliseconds=fields["timeout_ms"], seconds=QUEUE_PATIENCE_SECONDS),
         sealed_secrets=sealed_secrets or "",
-    )
+    ))
     transaction.on_commit(lambda: wake(lifecycle.queue_topic(priority)))
     return execution
 

@@ -14,6 +14,8 @@ os.environ.setdefault("SQLITE_WAL_AUTOCHECKPOINT", "0")
 # Each request's greenlet has a database connection of its own: closed when
 # the request ends (executor_project/settings.py).
 os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+# …and goes back to a pool of the process (executor_project.pooled_sqlite3).
+os.environ.setdefault("SQLITE_CONNECTION_POOL", "32")
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 360

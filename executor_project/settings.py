@@ -137,10 +137,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # garbage collector, which let them pile up, open, by the hundred.
 if env_str("DB_CONN_MAX_AGE"):
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
-# django-prometheus's drop-in backends count queries, errors and their latency.
+# django-prometheus's drop-in backends count queries, errors and their latency;
+# SQLite's is wrapped once more, to pool a gevent web's connections.
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
     "django.db.backends.", "django_prometheus.db.backends."
-)
+).replace("django_prometheus.db.backends.sqlite3", "executor_project.pooled_sqlite3")
+# Connections a process keeps for its next requests (0: none); only for a
+# process that never forks (gunicorn.conf.py sets it for the web).
+SQLITE_CONNECTION_POOL = env_int("SQLITE_CONNECTION_POOL", 0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
