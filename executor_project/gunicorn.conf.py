@@ -45,10 +45,9 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    # A replaced worker's "live" gauges must not be reported any more; its
-    # counters stay, since the requests it served did happen.
-    from prometheus_client import multiprocess
-
+    # A replaced worker's counts stay in the totals, folded into the
+    # master's archive files; its gauges and its own files go.
+    from core.metrics_files import fold_dead_process
     from executor_project.settings import PROMETHEUS_MULTIPROC_DIR
 
-    multiprocess.mark_process_dead(worker.pid, path=PROMETHEUS_MULTIPROC_DIR)
+    fold_dead_process(worker.pid, f"archive-web-{os.getpid()}", PROMETHEUS_MULTIPROC_DIR)

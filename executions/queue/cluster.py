@@ -39,10 +39,10 @@ from django_q.cluster import Cluster, Sentinel, get_mp_context
 from django_q.conf import Conf
 from django_q.humanhash import humanize
 from django_q.status import Stat
-from prometheus_client import multiprocess as prometheus_multiprocess
 
 from audit.events import record_event
 from audit.models import AuditEvent
+from core.metrics_files import fold_dead_process
 
 from .. import reaper, supervision
 from ..lifecycle import queue_topic
@@ -140,8 +140,9 @@ class ExecutionSentinel(Sentinel):
         self.pool.remove(process)
         process.join()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Its live gauges must not be reported any more; its counters stay.
-            prometheus_multiprocess.mark_process_dead(process.pid)
+            # Its counts stay in the totals, in this sentinel's archive; its
+            # gauges go, and so do its files.
+            fold_dead_process(process.pid, f"archive-{self.priority}-{os.getpid()}", os.environ["PROMETHEUS_MULTIPROC_DIR"])
         if process.retiring and process.exitcode == 0:
             logger.info("%s worker %s", process.retiring, process.name)
             return
