@@ -44,10 +44,15 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, drain_then_exit)
 
 
+# Imported here, once, in the master: child_exit runs in its SIGCHLD
+# handler, where a first import of the settings could be interrupted by the
+# next worker's exit and found half done. The settings first: they set
+# PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads when imported.
+from executor_project.settings import PROMETHEUS_MULTIPROC_DIR  # noqa: E402, I001
+from core.metrics_files import fold_dead_process  # noqa: E402, I001
+
+
 def child_exit(server, worker):
     # A replaced worker's counts stay in the totals, folded into the
     # master's archive files; its gauges and its own files go.
-    from core.metrics_files import fold_dead_process
-    from executor_project.settings import PROMETHEUS_MULTIPROC_DIR
-
     fold_dead_process(worker.pid, f"archive-web-{os.getpid()}", PROMETHEUS_MULTIPROC_DIR)

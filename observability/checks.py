@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -14,4 +15,26 @@ def check_metrics_token_is_set(app_configs, **kwargs):
             "(deploy/prometheus.yml).",
             id="observability.W001",
         )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_keys_match_the_other_nodes(app_configs, **kwargs):
+    """A node whose SECRET_KEY or SECRETS_ENCRYPTION_KEY differs from the
+    one the deployment's nodes recorded (observability.shared_keys)."""
+    from .shared_keys import differing_keys
+
+    try:
+        differing = differing_keys()
+    except DatabaseError:
+        return []  # no database yet, or not reachable: nothing recorded to compare with
+    return [
+        checks.Error(
+            f"{record.name} on this node differs from the one node {record.recorded_by} recorded in the shared "
+            f"database: this node cannot read what the others sealed or encrypted, nor they what it does.",
+            hint=f"Give every node the same {record.name} in its environment. If every node now has a new one "
+            "on purpose, run `manage.py shared_keys --record`.",
+            id="observability.E001",
+        )
+        for record in differing
     ]

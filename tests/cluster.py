@@ -14,6 +14,18 @@ from django.conf import settings
 from tests.factories import ROOT
 
 
+def live_database_url():
+    """The test database: SQLite's file, or on a server the database
+    pytest-django names after DATABASE_URL's (test_<name>), on the same
+    server with the same credentials."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database.get('TEST', {}).get('NAME') or database['NAME']}"
+    url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+    name = database.get("TEST", {}).get("NAME") or f"test_{url.path.lstrip('/')}"
+    return urllib.parse.urlunsplit(url._replace(path=f"/{name}"))
+
+
 class Cluster:
     """Real `manage.py qcluster` processes, one per priority queue."""
 
@@ -30,15 +42,7 @@ class Cluster:
 
     @property
     def database_url(self):
-        """The test database: SQLite's file, or on a server the database
-        pytest-django names after DATABASE_URL's (test_<name>), on the same
-        server with the same credentials."""
-        database = settings.DATABASES["default"]
-        if database["ENGINE"].endswith("sqlite3"):
-            return f"sqlite:///{database.get('TEST', {}).get('NAME') or database['NAME']}"
-        url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
-        name = database.get("TEST", {}).get("NAME") or f"test_{url.path.lstrip('/')}"
-        return urllib.parse.urlunsplit(url._replace(path=f"/{name}"))
+        return live_database_url()
 
     def kill_leftovers(self):
         """A session that died mid-way leaves its clusters writing to the test
