@@ -1,22 +1,35 @@
-"""Wake a waiting process on this node instead of making it poll.
+"""Wake a waiting process instead of making it poll.
 
-A process that waits (a queue's pusher for new tasks, a web request for its
+A process that waits (a queue's workers for new runs, a web request for its
 run to end) binds a unix datagram socket under WAKEUP_DIR named after what it
 waits for; whoever makes that thing happen sends one byte to every socket
-with that name. A wake-up lost on the way (another node, a full buffer) only
+with that name. A wake-up lost on the way (a full buffer, a node down) only
 costs the waiter its fallback poll interval, so correctness never depends on
 it — only latency and idle CPU do.
+
+Across nodes (REDIS_URL set), every wake-up is also published on Redis, and
+each process that waits keeps one subscriber (a thread, a greenlet under
+gevent) that passes what other nodes publish to its own sockets: a run that
+ends on node B wakes its caller on node A at once, not at A's next poll.
 """
 
 import glob
 import itertools
+import logging
 import os
 import select
 import socket
 import struct
+import threading
 import time
 
+import redis
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
+CHANNEL_PREFIX = "wakeup:"
+# A relay whose subscription broke (Redis restarted) subscribes again after this long.
+RESUBSCRIBE_SECONDS = 1.0
 
 
 def _directory():
@@ -33,6 +46,7 @@ class Waiter:
     none can be bound (a path over the 108-byte limit), it just sleeps."""
 
     def __init__(self, topic):
+        relay_other_nodes_wakeups()
         self.path = os.path.join(_directory(), f"{topic}.{os.getpid()}-{next(_serial)}.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
@@ -76,11 +90,23 @@ class Waiter:
 
 
 def wake(topic):
-    """Wake every waiter on `topic` on this node; never raises."""
+    """Wake every waiter on `topic`, on this node and (with REDIS_URL) on the
+    others; never raises."""
+    _wake_here(topic)
+    if settings.REDIS_URL:
+        try:
+            _publisher().publish(CHANNEL_PREFIX + topic, _node())
+        except redis.RedisError:
+            pass  # the other nodes' waiters find out at their next poll
+
+
+def _wake_here(topic, owner="*"):
+    """Send to this node's sockets on `topic` (of every process, or of the
+    `owner` pattern's)."""
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.setblocking(False)
     try:
-        for path in glob.glob(os.path.join(_directory(), glob.escape(topic) + ".*.sock")):
+        for path in glob.glob(os.path.join(_directory(), f"{glob.escape(topic)}.{owner}.sock")):
             try:
                 sender.sendto(b"!", path)
             except (BlockingIOError, InterruptedError):
@@ -94,6 +120,52 @@ def wake(topic):
                 continue
     finally:
         sender.close()
+
+
+def _node():
+    """What tells one node's wake-ups from another's: the host and the
+    folder of its sockets (nodes of one host have folders of their own)."""
+    return f"{socket.gethostname()}:{settings.WAKEUP_DIR}"
+
+
+_publishers = {}
+
+
+def _publisher():
+    """This process's Redis client (one per process: a client must not cross a fork)."""
+    client = _publishers.get(os.getpid())
+    if client is None:
+        _publishers.clear()
+        client = _publishers[os.getpid()] = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return client
+
+
+_relay_pid = None
+
+
+def relay_other_nodes_wakeups():
+    """Start this process's relay of the other nodes' wake-ups to its own
+    sockets, once per process (a forked child starts its own if it waits)."""
+    global _relay_pid
+    if not settings.REDIS_URL or _relay_pid == os.getpid():
+        return
+    _relay_pid = os.getpid()
+    threading.Thread(target=_relay, args=(settings.REDIS_URL,), name="wakeup-relay", daemon=True).start()
+
+
+def _relay(url):
+    owner = f"{os.getpid()}-*"
+    while True:
+        try:
+            subscription = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+            subscription.psubscribe(CHANNEL_PREFIX + "*")
+            for message in subscription.listen():
+                if message["data"].decode() != _node():  # this node's were sent here directly
+                    _wake_here(message["channel"].decode()[len(CHANNEL_PREFIX):], owner)
+        except redis.RedisError:
+            logger.warning("wake-ups from other nodes are not relayed for now: Redis is unreachable", exc_info=True)
+            time.sleep(RESUBSCRIBE_SECONDS)
 
 
 class SharedWaiter(Waiter):
