@@ -98,6 +98,19 @@ class Columns:
             ]
         return self._converters[vendor]
 
+    def get(self, pk):
+        """The instance of the row whose primary key is `pk`; the model's
+        DoesNotExist if there is none, as with `QuerySet.get()`."""
+        quote = connection.ops.quote_name
+        meta = self.model._meta
+        row = fetch_one(
+            f"SELECT {self.sql} FROM {quote(meta.db_table)} {self.alias} WHERE {self.alias}.{quote(meta.pk.column)} = %s",
+            [meta.pk.get_db_prep_value(pk, connection)],
+        )
+        if row is None:
+            raise self.model.DoesNotExist(f"no {meta.object_name} {pk}")
+        return self.instance(row)
+
     def instance(self, row, start=0):
         """The model instance held by `row[start:start + width]`."""
         values = list(row[start:start + self.width])

@@ -57,10 +57,6 @@ def is_cacheable(action):
     return settings.CACHE_ENABLED and bool(action.get("cacheable"))
 
 
-def _decode(entry):
-    return _decoded(entry.payload, entry.compressed)
-
-
 def _decoded(payload, compressed):
     payload = bytes(payload)
     return json.loads(zlib.decompress(payload) if compressed else payload)
@@ -80,7 +76,7 @@ def lookup_stale(key):
     """A result for `key` past its TTL but inside the stale window, or None."""
     horizon = timezone.now() - dt.timedelta(seconds=settings.CACHE_STALE_SECONDS)
     entry = CachedResult.objects.filter(key=key, created_at__gt=horizon).first()
-    return _decode(entry) if entry is not None else None
+    return _decoded(entry.payload, entry.compressed) if entry is not None else None
 
 
 def store(key, execution, result):

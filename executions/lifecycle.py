@@ -24,8 +24,10 @@ from . import metrics, recovery
 from .models import Execution, ExecutionAttempt
 from .queue.wakeups import wake
 
-# Every run inserts its execution and its attempt: hand-written SQL (core.sql).
+# Every run inserts its execution and its attempt, and reads the execution
+# whole (its claim, its waiting caller): hand-written SQL (core.sql).
 insert_execution = sql.Insert(Execution)
+EXECUTION_COLUMNS = sql.Columns(Execution, "e")
 _insert_attempt = sql.Insert(ExecutionAttempt)
 
 WORKER_LOST_MESSAGE = "the worker running this execution stopped before it finished"

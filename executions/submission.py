@@ -296,7 +296,6 @@ def enqueue(fields, sealed_secrets):
 
 
 PROGRESS_COLUMNS = sql.Columns(Execution, "e", only=("id", "status", "start_deadline", "lease_expires_at"))
-EXECUTION_COLUMNS = sql.Columns(Execution, "e")
 
 
 def wait_for_outcome(execution):
@@ -308,11 +307,9 @@ def wait_for_outcome(execution):
     wake-up is lost. Each look reads three columns; the whole execution is
     loaded once, when it has ended. Every synchronous call reads these:
     hand-written SQL (core.sql)."""
-    execution_id = sql.db_value(Execution, "id", execution.pk)
     with Waiter(lifecycle.execution_topic(execution.pk)) as waiter:
         while True:
-            progress = PROGRESS_COLUMNS.instance(sql.fetch_one(
-                f"SELECT {PROGRESS_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s", [execution_id]))
+            progress = PROGRESS_COLUMNS.get(execution.pk)
             if progress.status in Execution.TERMINAL:
                 return ended(execution)
             now = timezone.now()
@@ -329,9 +326,7 @@ def wait_for_outcome(execution):
 def ended(execution):
     """The ended execution, read again without the joins: its plugin version
     and organization are the ones the caller already holds."""
-    record = EXECUTION_COLUMNS.instance(sql.fetch_one(
-        f"SELECT {EXECUTION_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s",
-        [sql.db_value(Execution, "id", execution.pk)]))
+    record = lifecycle.EXECUTION_COLUMNS.get(execution.pk)
     record.plugin_version = execution.plugin_version
     record.organization = execution.organization
     return record

@@ -50,7 +50,13 @@ def record_fingerprints(*, replace=False):
     return written
 
 
+def against_the_record():
+    """[(key name, this node's fingerprint, the recorded row or None)]."""
+    mine = this_nodes_fingerprints()
+    recorded = {row.name: row for row in SharedKeyFingerprint.objects.filter(name__in=mine)}
+    return [(name, fingerprint, recorded.get(name)) for name, fingerprint in mine.items()]
+
+
 def differing_keys():
     """The records whose fingerprint differs from this node's."""
-    mine = this_nodes_fingerprints()
-    return [record for record in SharedKeyFingerprint.objects.filter(name__in=mine) if record.fingerprint != mine[record.name]]
+    return [row for _, fingerprint, row in against_the_record() if row is not None and row.fingerprint != fingerprint]

@@ -31,7 +31,7 @@ from core import sql
 from plugins.models import PluginVersion
 from quotas.models import Organization
 
-from ..lifecycle import lease_until
+from ..lifecycle import EXECUTION_COLUMNS, lease_until
 from ..models import Execution
 
 
@@ -88,7 +88,6 @@ def claim_next(priority, look_first=True):
 
 CANDIDATE_COLUMNS = sql.Columns(
     Execution, "e", only=("id", "timeout_ms", "started_at", "long_running", "memory_limit_mb"))
-EXECUTION_COLUMNS = sql.Columns(Execution, "e")
 
 
 def for_run(execution_id):
@@ -98,9 +97,7 @@ def for_run(execution_id):
     active changes, and the run is bound to its own), and what a run reads
     of its organization — its id, its owner to notify, its limits for the
     event's quota figures — may be ORGANIZATION_CACHE_SECONDS old."""
-    execution = EXECUTION_COLUMNS.instance(sql.fetch_one(
-        f"SELECT {EXECUTION_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s",
-        [sql.db_value(Execution, "id", execution_id)]))
+    execution = EXECUTION_COLUMNS.get(execution_id)
     execution.plugin_version = _plugin_version(execution.plugin_version_id)
     execution.organization = _organization(execution.organization_id)
     return execution

@@ -29,9 +29,7 @@ def execution(org):
 
 
 def read_back(pk):
-    row = sql.fetch_one(f"SELECT {EXECUTION_COLUMNS.sql} FROM executions_execution e WHERE e.id = %s",
-                        [sql.db_value(Execution, "id", pk)])
-    return EXECUTION_COLUMNS.instance(row)
+    return EXECUTION_COLUMNS.get(pk)
 
 
 def field_values(instance):
@@ -50,11 +48,14 @@ def test_a_row_read_by_hand_is_the_instance_the_orm_reads(execution):
 
 def test_columns_left_out_are_deferred(execution):
     progress = sql.Columns(Execution, "e", only=("id", "status"))
-    row = sql.fetch_one(f"SELECT {progress.sql} FROM executions_execution e WHERE e.id = %s",
-                        [sql.db_value(Execution, "id", execution.pk)])
-    instance = progress.instance(row)
+    instance = progress.get(execution.pk)
     assert instance.status == "queued"
     assert instance.get_deferred_fields() >= {"params", "result", "timeout_ms"}
+
+
+def test_a_missing_row_is_does_not_exist_as_with_the_orm(db):
+    with pytest.raises(Execution.DoesNotExist):
+        EXECUTION_COLUMNS.get(uuid.uuid4())
 
 
 def test_an_insert_writes_what_save_would_and_takes_the_new_key(org):

@@ -2,8 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from observability.models import SharedKeyFingerprint
-from observability.shared_keys import record_fingerprints, this_nodes_fingerprints
+from observability.shared_keys import against_the_record, record_fingerprints
 
 
 class Command(BaseCommand):
@@ -18,10 +17,8 @@ class Command(BaseCommand):
     def handle(self, *args, record=False, **options):
         if record:
             record_fingerprints(replace=True)
-        recorded = {row.name: row for row in SharedKeyFingerprint.objects.all()}
         summary = {}
-        for name, fingerprint in this_nodes_fingerprints().items():
-            row = recorded.get(name)
+        for name, fingerprint, row in against_the_record():
             if row is None:
                 summary[name], verdict = "unrecorded", "nothing recorded"
             elif row.fingerprint == fingerprint:
