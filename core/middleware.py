@@ -13,8 +13,9 @@ RETRY_AFTER_SECONDS = 1
 class ShedExcessRequests:
     """WSGI middleware around the whole Django application, installed in each
     gunicorn worker (executor_project/gunicorn.conf.py): a request arriving
-    while the process works on WEB_ACTIVE_REQUEST_LIMIT others, or runs more
-    than WEB_MAX_LAG_MS late (core.load_shedding), gets 503 QUEUE_FULL with
+    while the process works on WEB_ACTIVE_REQUEST_LIMIT others, or after it
+    waited more than WEB_MAX_LAG_MS in a process running that late
+    (core.load_shedding), gets 503 QUEUE_FULL with
     Retry-After at once. Before Django, so that a refusal costs no request
     object, no middleware and no signal: under overload most requests are
     refusals, and each must cost next to nothing."""
@@ -32,7 +33,8 @@ class ShedExcessRequests:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
             return self.application(environ, start_response)
-        if not admit_request(settings.WEB_ACTIVE_REQUEST_LIMIT, settings.WEB_MAX_LAG_MS / 1000):
+        if not admit_request(settings.WEB_ACTIVE_REQUEST_LIMIT, settings.WEB_MAX_LAG_MS / 1000,
+                             environ.get("gunicorn.socket")):
             start_response("503 Service Unavailable", list(self.refusal_headers))
             return [self.refusal]
         try:

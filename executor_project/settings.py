@@ -334,7 +334,7 @@ WEB_ACTIVE_REQUEST_LIMIT = env_int("WEB_ACTIVE_REQUEST_LIMIT", 32)
 # offered, refusal p99 7.6 s at 100, 0.9 s at 50, 0.34 s at 25) but also a
 # lone request that comes right after a burst of admissions (CI saw it at
 # 50 and 25); docs/benchmarks.md has the figures.
-WEB_MAX_LAG_MS = env_int("WEB_MAX_LAG_MS", 100)
+WEB_MAX_LAG_MS = env_int("WEB_MAX_LAG_MS", 25)
 
 # A run still marked running this long past its timeout lost its worker:
 # its concurrency slot is reclaimed and it is closed as WORKER_CRASHED.

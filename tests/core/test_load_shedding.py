@@ -5,6 +5,7 @@ count against it. The refusal comes from the WSGI wrapper gunicorn's workers
 install around Django, so these tests call that wrapper as gunicorn does."""
 
 import json
+import socket
 import time
 
 import pytest
@@ -90,10 +91,11 @@ def test_requests_pass_again_once_the_one_in_progress_is_done(settings, web, mak
 def test_a_process_whose_loop_runs_late_refuses_until_it_catches_up(settings, web, make_org, make_client, monkeypatch):
     settings.WEB_MAX_LAG_MS = 100
     key = make_client(make_org("shed")).api_key
-    monkeypatch.setattr(load_shedding._lag, "seconds", 0.4)
+    monkeypatch.setattr(load_shedding, "loop_lag_seconds", lambda: 0.4)
+    monkeypatch.setattr(load_shedding, "waited_seconds", lambda sock: 0.4)
     assert shed(web("/plugins", **auth(key)))
     assert not shed(web("/health"))
-    monkeypatch.setattr(load_shedding._lag, "seconds", 0.02)
+    monkeypatch.setattr(load_shedding, "loop_lag_seconds", lambda: 0.02)
     assert web("/plugins", **auth(key))[0] == 200
 
 
@@ -112,3 +114,45 @@ def test_the_lag_monitor_sees_a_loop_held_up():
     assert seen > held / 5  # one look that late
     time.sleep(0.3)
     assert load_shedding.loop_lag_seconds() < 0.05  # on time again, it fades
+
+
+
+@pytest.fixture
+def connection():
+    """A real TCP connection on loopback; `arrive(wait)` sends a request's
+    bytes and returns the server's end `wait` seconds after they arrived."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    opened = []
+
+    def arrive(wait):
+        client = socket.create_connection(listener.getsockname())
+        client.sendall(b"GET /plugins HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(wait)
+        server, _ = listener.accept()
+        server.recv(1024)
+        opened.extend((client, server))
+        return server
+
+    yield arrive
+    for sock in opened + [listener]:
+        sock.close()
+
+
+def test_a_request_is_known_to_have_waited_from_its_connection(connection):
+    assert load_shedding.waited_seconds(connection(0.12)) >= 0.1
+    assert load_shedding.waited_seconds(connection(0)) < 0.02
+    assert load_shedding.waited_seconds(None) == 0
+
+
+def test_a_late_process_refuses_what_waited_and_admits_a_lone_request_that_did_not(
+    settings, web, make_org, make_client, monkeypatch, connection
+):
+    """The loop's average still remembers a burst: a request that waited
+    behind it is refused, a lone one that comes after is served at once."""
+    settings.WEB_MAX_LAG_MS = 25
+    key = make_client(make_org("shed")).api_key
+    monkeypatch.setattr(load_shedding, "loop_lag_seconds", lambda: 0.2)
+    assert shed(web("/plugins", **auth(key), **{"gunicorn.socket": connection(0.1)}))
+    assert web("/plugins", **auth(key), **{"gunicorn.socket": connection(0)})[0] == 200
+    monkeypatch.setattr(load_shedding, "loop_lag_seconds", lambda: 0.01)  # one slow statement: not late lately
+    assert web("/plugins", **auth(key), **{"gunicorn.socket": connection(0.1)})[0] == 200
