@@ -17,7 +17,7 @@ import zlib
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from audit.events import record_event
@@ -153,8 +153,9 @@ def stats(window=dt.timedelta(hours=24)):
     now = timezone.now()
     live = CachedResult.objects.filter(expires_at__gt=now)
     recent = Execution.objects.filter(queued_at__gte=now - window).exclude(cache_key="")
-    hits = recent.filter(cache_hit=True).count()
-    misses = recent.filter(cache_hit=False).count()
+    # One pass over the window's runs, not one per count.
+    counted = recent.aggregate(runs=Count("pk"), hits=Count("pk", filter=Q(cache_hit=True)))
+    hits, misses = counted["hits"], counted["runs"] - counted["hits"]
     return {
         "keys": live.count(),
         "entries": CachedResult.objects.count(),

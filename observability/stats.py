@@ -131,11 +131,15 @@ def oldest_queued_seconds(now=None, startable_only=False):
 
 
 def queue_wait_seconds(now=None):
-    """p50/p95 of the time runs started in the last hour spent queued."""
+    """p50/p95 of the time runs queued in the last hour, and started, spent
+    queued: the newest QUEUE_WAIT_SAMPLE_LIMIT of them, read along the
+    queued_at index (ordered by started_at, /stats scanned and sorted the
+    whole table: 215 ms at 18,000 runs, holding the web's CPU from the
+    requests beside it)."""
     since = (now or timezone.now()) - QUEUE_WAIT_WINDOW
     rows = (
-        Execution.objects.filter(started_at__gte=since)
-        .order_by("-started_at")
+        Execution.objects.filter(queued_at__gte=since, started_at__isnull=False)
+        .order_by("-queued_at")
         .values_list("queued_at", "started_at")[:QUEUE_WAIT_SAMPLE_LIMIT]
     )
     waits = [max(0.0, (started - queued).total_seconds()) for queued, started in rows]
