@@ -8,7 +8,7 @@ export PORT
 # wiped when the service or the suite starts, so counts start from zero.
 METRICS_DIR := $(or $(PROMETHEUS_MULTIPROC_DIR),$(or $(VAR_DIR),var)/prometheus)
 
-.PHONY: setup system-deps test-deps run web worker test test-scale bench clean
+.PHONY: setup system-deps test-deps run run-node web worker test test-scale bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ run: setup
 	SHUTDOWN_GRACE_SECONDS=$(SHUTDOWN_GRACE_SECONDS) \
 	CLUSTER_STOP_WAIT_SECONDS=$$(( $(SHUTDOWN_GRACE_SECONDS) + 15 )) WEB_STOP_WAIT_SECONDS=45 \
 	exec $(BIN)/supervisord -c deploy/supervisord.conf
+
+# Another node of a deployment on this machine: `make run` on a VAR_DIR of its
+# own (var/nodes/NODE) and PORT, sharing DATABASE_URL (PostgreSQL),
+# REDIS_URL and SECRET_KEY with the other nodes (docs/operations.md#several-nodes).
+NODE ?= b
+run-node:
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "run-node: set DATABASE_URL=postgres://… (with REDIS_URL and SECRET_KEY), the same for every node" >&2; exit 2;; esac
+	@[ -n "$$SECRET_KEY" ] && [ -n "$$PORT" ] || { echo "run-node: set SECRET_KEY (the same for every node) and PORT (free on this machine)" >&2; exit 2; }
+	VAR_DIR="$(CURDIR)/var/nodes/$(NODE)" $(MAKE) --no-print-directory run
 
 test: setup test-deps
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"

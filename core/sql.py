@@ -14,6 +14,7 @@ booleans as each backend stores them) and `Model.from_db`, and `db_value`
 turns a Python value into the parameter the ORM would have sent.
 """
 
+from django.conf import settings
 from django.db import connection
 from django.utils.functional import cached_property
 
@@ -149,3 +150,15 @@ class Insert:
         instance._state.adding = False
         instance._state.db = connection.alias
         return instance
+
+
+def release_connection():
+    """Give this thread's connection back to its process's pool while it
+    waits (for a run, say), unless it is in a transaction or pooled nowhere:
+    a waiting caller then holds no database connection, and a process's
+    connections are bounded by the requests it works on, not by those it
+    keeps waiting (PostgreSQL's POSTGRES_CONNECTION_POOL, the web's
+    SQLITE_CONNECTION_POOL). The next statement takes one again."""
+    pooled = getattr(connection, "pool", None) is not None or settings.SQLITE_CONNECTION_POOL
+    if pooled and connection.connection is not None and not connection.in_atomic_block:
+        connection.close()

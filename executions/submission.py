@@ -320,6 +320,7 @@ def wait_for_outcome(execution):
                 lifecycle.reclaim_expired_leases(execution.organization)
                 continue
             with waiting():
+                sql.release_connection()
                 waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)
 
 

@@ -14,8 +14,12 @@ os.environ.setdefault("SQLITE_WAL_AUTOCHECKPOINT", "0")
 # Each request's greenlet has a database connection of its own: closed when
 # the request ends (executor_project/settings.py).
 os.environ.setdefault("DB_CONN_MAX_AGE", "0")
-# …and goes back to a pool of the process (executor_project.pooled_sqlite3).
-os.environ.setdefault("SQLITE_CONNECTION_POOL", "32")
+# …and goes back to a pool of the process (executor_project.pooled_sqlite3;
+# on PostgreSQL, psycopg's pool, which also bounds what a process holds:
+# the requests it works on, WEB_ACTIVE_REQUEST_LIMIT, and a few it answers
+# beside them).
+for name, size in (("SQLITE_CONNECTION_POOL", "32"), ("POSTGRES_CONNECTION_POOL", "40")):
+    os.environ[name] = os.environ.get(name) or size
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 360

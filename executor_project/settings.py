@@ -137,6 +137,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # garbage collector, which let them pile up, open, by the hundred.
 if env_str("DB_CONN_MAX_AGE"):
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
+# PostgreSQL connections a process keeps in a pool, at most (0: none, a
+# connection per request or per process); gunicorn.conf.py sets it for the
+# web, whose requests then take one while they work and give it back while
+# they wait for a run (docs/operations.md, "Connection budget").
+POSTGRES_CONNECTION_POOL = env_int("POSTGRES_CONNECTION_POOL", 0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and POSTGRES_CONNECTION_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": POSTGRES_CONNECTION_POOL, "timeout": 10,
+    }
 # django-prometheus's drop-in backends count queries, errors and their latency;
 # SQLite's is wrapped once more, to pool a gevent web's connections.
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(

@@ -161,11 +161,11 @@ class Service:
 
     # -- talking to it ---------------------------------------------------------------
 
-    def request(self, method, path, body=None, timeout=30):
+    def request(self, method, path, body=None, timeout=30, key=None):
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -176,35 +176,47 @@ class Service:
     def get(self, path):
         return self.request("GET", path, timeout=5)
 
-    def execute(self, plugin, action, params, **extra):
-        return self.request("POST", "/execute", {"pluginId": plugin, "actionName": action, "params": params, **extra})
+    def execute(self, plugin, action, params, key=None, **extra):
+        return self.request("POST", "/execute", {"pluginId": plugin, "actionName": action, "params": params, **extra},
+                            key=key)
 
     def prepare(self, concurrency=100):
         """Install the `napper` plugin (an idempotent nap, short or long) and let the demo
         organization hold `concurrency` runs at once."""
         # long_nap declares a timeout above LONG_RUN_MS: a long run.
         actions = {"nap": {"handler": "nap"}, "long_nap": {"handler": "nap", "timeoutMs": 60000}}
-        manifest = {"name": "napper", "version": "1.0.0", "entrypoint": "plugin.py", "actions": actions}
-        with open(os.path.join(self.var_dir, "napper.py"), "w") as handle:
-            handle.write(NAPPER)
-        with open(os.path.join(self.var_dir, "napper.json"), "w") as handle:
-            json.dump(manifest, handle)
-        self.manage("install_plugin", os.path.join(self.var_dir, "napper.py"),
-                    "--manifest", os.path.join(self.var_dir, "napper.json"), "--activate")
+        self.install_plugin("napper", NAPPER, actions)
         self.manage("shell", "-c", "from quotas.models import Organization; "
                     f"Organization.objects.filter(slug='demo').update(concurrent_limit_override={concurrency})")
         return self
 
+    def install_plugin(self, name, source, actions):
+        manifest = {"name": name, "version": "1.0.0", "entrypoint": "plugin.py", "actions": actions}
+        with open(os.path.join(self.var_dir, f"{name}.py"), "w") as handle:
+            handle.write(source)
+        with open(os.path.join(self.var_dir, f"{name}.json"), "w") as handle:
+            json.dump(manifest, handle)
+        self.manage("install_plugin", os.path.join(self.var_dir, f"{name}.py"),
+                    "--manifest", os.path.join(self.var_dir, f"{name}.json"), "--activate")
+
     def manage(self, *args):
-        subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "manage.py", *args],
-                       cwd=ROOT, env=self.env, check=True, capture_output=True)
+        """Run a management command against this service's database; its output."""
+        return subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "manage.py", *args],
+                              cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
 
     # -- what the database says --------------------------------------------------------
 
     def query(self, sql, *args):
+        """Rows of `sql` (placeholders: %s) from this service's database."""
+        database_url = self.settings.get("DATABASE_URL", "")
+        if database_url.startswith("postgres"):
+            import psycopg
+
+            with psycopg.connect(database_url, autocommit=True) as connection:
+                return connection.execute(sql, args).fetchall()
         connection = sqlite3.connect(f"file:{self.var_dir}/db.sqlite3?mode=ro", uri=True, timeout=30)
         try:
-            return connection.execute(sql, args).fetchall()
+            return connection.execute(sql.replace("%s", "?"), args).fetchall()
         finally:
             connection.close()
 

@@ -70,7 +70,7 @@ def test_one_killed_process_loses_no_run_and_the_service_goes_on(service, victim
     # them: a web process can die after committing one) ends, within bounds.
     assert wait_for(lambda: service.unfinished() == 0, timeout=RUN_TIMEOUT_MS / 1000 + RECOVERY_SECONDS), (
         service.statuses(), service.log_tail())
-    runs = service.query("SELECT status, error_type FROM executions_execution LIMIT -1 OFFSET ?", before)
+    runs = service.query("SELECT status, error_type FROM executions_execution LIMIT -1 OFFSET %s", before)
     assert len(runs) >= len(stream.accepted) >= 20
     # The killed run was given back and run again (the action is idempotent):
     # nothing failed.
