@@ -116,9 +116,7 @@ class ExecutionSentinel(Sentinel):
             self.spawn_worker()
 
     def spawn_worker(self):
-        # A SQLite connection must never cross a fork: parent and child would
-        # share one handle (its snapshot, its locks) and corrupt the file.
-        db.connections.close_all()
+        close_connections_before_fork()
         # The collector must not walk the objects the worker inherits: that
         # writes to every page of them and copies them all (measured: 9,900
         # page faults per new worker without, 3,600 with).
@@ -157,7 +155,6 @@ class ExecutionSentinel(Sentinel):
             logger.exception("could not record the restart of worker %s", process.pid)
         # One that was being replaced or let go has no successor to start.
         if not self.stopping and not process.retiring:
-            db.connections.close_all()
             self.spawn_worker()
 
     def give_back_runs_of(self, pids):
@@ -292,12 +289,26 @@ class ExecutionSentinel(Sentinel):
         logger.info("Q Cluster %s stopped.", self.name_for_logs())
 
 
+def close_connections_before_fork():
+    """No database connection may cross a fork: parent and child would share
+    it (a SQLite handle with its snapshot and locks, a PostgreSQL socket
+    whose answers either may read: a sentinel's reaper once read the answer
+    to its worker's BEGIN). A pooled connection (POSTGRES_CONNECTION_POOL
+    set for every process) is not closed but kept in its pool: the pool
+    goes too, and the next query makes another."""
+    db.connections.close_all()
+    for connection in db.connections.all(initialized_only=True):
+        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+            connection.close_pool()
+
+
 class ExecutionCluster(Cluster):
     """django-q2's Cluster (the `qcluster` main process) with the engine's sentinel."""
 
     def start(self):
         self.stop_event = Event()
         self.start_event = Event()
+        close_connections_before_fork()
         self.sentinel = get_mp_context().Process(
             target=ExecutionSentinel,
             name=f"Process-{uuid.uuid4().hex}",

@@ -44,6 +44,11 @@ def echo(params, ctx):
 SLOW_POLLS = {"QUEUE_IDLE_POLL_SECONDS": 10, "EXECUTION_IDLE_POLL_SECONDS": 10}
 
 
+# Connections each web process may hold: fewer than the callers one test
+# keeps waiting at once.
+WEB_POOL = 5
+
+
 def database_url_named(name):
     url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
     return urllib.parse.urlunsplit(url._replace(path=f"/{name}"))
@@ -64,7 +69,7 @@ def nodes(tmp_path_factory):
         admin.execute(f"CREATE DATABASE {name}")
     shared = dict(DATABASE_URL=database_url_named(name), REDIS_URL=redis_url_numbered(5),
                   SECRET_KEY=secrets.token_urlsafe(40), EXECUTION_LEASE_GRACE_SECONDS=3, QUEUE_LIMIT=1000,
-                  **SLOW_POLLS)
+                  POSTGRES_CONNECTION_POOL=WEB_POOL, **SLOW_POLLS)
     started = []
     try:
         a = Service(tmp_path_factory.mktemp("node-a"), grace_seconds=5, **shared).start()
@@ -92,6 +97,16 @@ def organization(node, slug, **limits):
     return node.manage("create_api_key", slug).strip().splitlines()[-1]
 
 
+def until_admitted_or_refused_for_good(call):
+    """`call` again while a node sheds it (503 QUEUE_FULL: too many at once
+    for one web process), as a client does after Retry-After."""
+    while True:
+        status, body = call()
+        if status != 503 or body["error"]["type"] != "QUEUE_FULL":
+            return status, body
+        time.sleep(0.2)
+
+
 def race(calls):
     """Run every call at once, each on a thread of its own; their answers."""
     gate = threading.Barrier(len(calls))
@@ -107,7 +122,8 @@ def race(calls):
 def test_150_racing_requests_over_both_nodes_against_a_daily_limit_of_100_admit_exactly_100(nodes):
     key = organization(nodes[0], "daily-race", daily_limit_override=100, concurrent_limit_override=200)
     answers = race([
-        lambda node=nodes[i % 2]: node.execute("napper", "nap", {"seconds": 0}, key=key, **{"async": True})
+        lambda node=nodes[i % 2]: until_admitted_or_refused_for_good(
+            lambda: node.execute("napper", "nap", {"seconds": 0}, key=key, **{"async": True}))
         for i in range(150)
     ])
     statuses = sorted(status for status, _ in answers)
@@ -121,12 +137,14 @@ def test_150_racing_requests_over_both_nodes_against_a_daily_limit_of_100_admit_
 def test_10_racing_sync_runs_over_both_nodes_against_concurrency_3_run_3_at_a_time(nodes):
     key = organization(nodes[0], "three-at-once", concurrent_limit_override=3)
     answers = race([
-        lambda node=nodes[i % 2]: node.execute("napper", "nap", {"seconds": 3}, key=key, timeout=10000)
+        lambda node=nodes[i % 2]: until_admitted_or_refused_for_good(
+            lambda: node.execute("napper", "nap", {"seconds": 3}, key=key, timeout=10000))
         for i in range(10)
     ])
     ok = [body for status, body in answers if status == 200 and body["success"]]
     refused = [body["error"]["type"] for status, body in answers if status == 429]
-    assert len(ok) == 3 and refused == ["CONCURRENCY_LIMIT"] * 7, answers
+    outcomes = [(status, body.get("error", {}).get("type")) for status, body in answers]
+    assert len(ok) == 3 and refused == ["CONCURRENCY_LIMIT"] * 7, outcomes
 
 
 def test_a_breaker_opened_by_failures_on_node_a_refuses_on_node_b(nodes):
@@ -157,9 +175,10 @@ def database_connections(node):
 
 
 def test_sync_callers_waiting_for_their_runs_hold_no_database_connection(nodes):
-    """30 callers wait on node A for their runs (1 s each, 4 workers); A's web processes hold far
-    fewer connections than that: each took one from its process's pool to
-    be admitted and gave it back to wait (POSTGRES_CONNECTION_POOL)."""
+    """30 callers wait on node A for their runs (1 s each, 4 workers), while
+    each of A's two web processes may hold 5 connections: each caller took
+    one from its process's pool to be admitted and gave it back to wait
+    (POSTGRES_CONNECTION_POOL), so all are served and A never holds more."""
     a, _ = nodes
     key = organization(a, "patient", concurrent_limit_override=50)
     with ThreadPoolExecutor(30) as pool:
@@ -170,10 +189,13 @@ def test_sync_callers_waiting_for_their_runs_hold_no_database_connection(nodes):
         assert wait_for(lambda: a.query(
             "SELECT COUNT(*) FROM executions_execution e JOIN quotas_organization o ON o.id = e.organization_id "
             "WHERE o.slug = 'patient'")[0][0] == 30, timeout=20)
-        held = database_connections(a)
+        held = 0
+        while not all(call.done() for call in calls):
+            held = max(held, database_connections(a))
+            time.sleep(0.2)
         answers = [call.result() for call in calls]
     assert all(status == 200 and body["success"] for status, body in answers), answers
-    assert held < 15, held
+    assert held <= 2 * WEB_POOL, held
 
 
 def stopped(processes):
