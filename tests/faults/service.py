@@ -227,6 +227,17 @@ class Service:
         return self.query("SELECT COUNT(*) FROM executions_execution WHERE status IN ('queued', 'running')")[0][0]
 
 
+def retried_while_shed(call, pause=0.2):
+    """`call()` again while the service sheds it (503 QUEUE_FULL: more at once
+    than a web process takes, or the run queue full), as a client does after
+    Retry-After; the first other answer."""
+    while True:
+        status, body = call()
+        if status != 503 or body["error"]["type"] != "QUEUE_FULL":
+            return status, body
+        time.sleep(pause)
+
+
 class Stream:
     """Async runs sent at a steady rate from threads of their own (an open
     loop: a slow answer does not slow the stream), until stopped."""

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.factories import wait_for
-from tests.faults.service import Service
+from tests.faults.service import Service, retried_while_shed
 
 pytestmark = [
     pytest.mark.slow,
@@ -97,16 +97,6 @@ def organization(node, slug, **limits):
     return node.manage("create_api_key", slug).strip().splitlines()[-1]
 
 
-def until_admitted_or_refused_for_good(call):
-    """`call` again while a node sheds it (503 QUEUE_FULL: too many at once
-    for one web process), as a client does after Retry-After."""
-    while True:
-        status, body = call()
-        if status != 503 or body["error"]["type"] != "QUEUE_FULL":
-            return status, body
-        time.sleep(0.2)
-
-
 def race(calls):
     """Run every call at once, each on a thread of its own; their answers."""
     gate = threading.Barrier(len(calls))
@@ -122,7 +112,7 @@ def race(calls):
 def test_150_racing_requests_over_both_nodes_against_a_daily_limit_of_100_admit_exactly_100(nodes):
     key = organization(nodes[0], "daily-race", daily_limit_override=100, concurrent_limit_override=200)
     answers = race([
-        lambda node=nodes[i % 2]: until_admitted_or_refused_for_good(
+        lambda node=nodes[i % 2]: retried_while_shed(
             lambda: node.execute("napper", "nap", {"seconds": 0}, key=key, **{"async": True}))
         for i in range(150)
     ])
@@ -137,7 +127,7 @@ def test_150_racing_requests_over_both_nodes_against_a_daily_limit_of_100_admit_
 def test_10_racing_sync_runs_over_both_nodes_against_concurrency_3_run_3_at_a_time(nodes):
     key = organization(nodes[0], "three-at-once", concurrent_limit_override=3)
     answers = race([
-        lambda node=nodes[i % 2]: until_admitted_or_refused_for_good(
+        lambda node=nodes[i % 2]: retried_while_shed(
             lambda: node.execute("napper", "nap", {"seconds": 3}, key=key, timeout=10000))
         for i in range(10)
     ])
