@@ -140,7 +140,7 @@ if env_str("DB_CONN_MAX_AGE"):
 # PostgreSQL connections a process keeps in a pool, at most (0: none, a
 # connection per request or per process); gunicorn.conf.py sets it for the
 # web, whose requests then take one while they work and give it back while
-# they wait for a run (docs/operations.md, "Connection budget").
+# they wait for a run (docs/operations.md#several-nodes, the connection budget).
 POSTGRES_CONNECTION_POOL = env_int("POSTGRES_CONNECTION_POOL", 0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and POSTGRES_CONNECTION_POOL:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -338,12 +338,10 @@ EXECUTION_IDLE_POLL_SECONDS = float(env_str("EXECUTION_IDLE_POLL_SECONDS", "1.0"
 # Requests one web process works on at once (a waiting synchronous /execute
 # is not counted); the next is refused at once with QUEUE_FULL (0: no limit).
 WEB_ACTIVE_REQUEST_LIMIT = env_int("WEB_ACTIVE_REQUEST_LIMIT", 32)
-# A gevent web process whose event loop runs this late (milliseconds) is
-# short of CPU: it refuses new requests at once until it catches up (0: off).
-# 100 by default: lower refuses the excess of an overload sooner (at 300/s
-# offered, refusal p99 7.6 s at 100, 0.9 s at 50, 0.34 s at 25) but also a
-# lone request that comes right after a burst of admissions (CI saw it at
-# 50 and 25); docs/benchmarks.md has the figures.
+# A gevent web process whose event loop runs this late (milliseconds) on
+# average is short of CPU: until it catches up it refuses, at once, each
+# request that has waited in its backlog (core.load_shedding; 0: off). At
+# 300/s offered: refusals p50 44 ms, p99 390 ms (docs/benchmarks.md).
 WEB_MAX_LAG_MS = env_int("WEB_MAX_LAG_MS", 25)
 
 # A run still marked running this long past its timeout lost its worker:
