@@ -52,11 +52,12 @@ run: setup
 # Another node of a deployment on this machine: `make run` on a VAR_DIR of its
 # own (var/nodes/NODE) and PORT, sharing DATABASE_URL (PostgreSQL),
 # REDIS_URL and SECRET_KEY with the other nodes (docs/operations.md#several-nodes).
+# exec: make forwards a SIGTERM to its child only, which must be the node's make.
 NODE ?= b
 run-node:
 	@case "$$DATABASE_URL" in postgres*) ;; *) echo "run-node: set DATABASE_URL=postgres://… (with REDIS_URL and SECRET_KEY), the same for every node" >&2; exit 2;; esac
 	@[ -n "$$SECRET_KEY" ] && [ -n "$$PORT" ] || { echo "run-node: set SECRET_KEY (the same for every node) and PORT (free on this machine)" >&2; exit 2; }
-	VAR_DIR="$(CURDIR)/var/nodes/$(NODE)" $(MAKE) --no-print-directory run
+	VAR_DIR="$(CURDIR)/var/nodes/$(NODE)" exec $(MAKE) --no-print-directory run
 
 test: setup test-deps
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
