@@ -21,6 +21,7 @@ from .models import API_KEY_PREFIX, ApiKey, Organization, Tier
 # every request would put a write on the hot path.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 GENERIC_FAILURE = "invalid or revoked credentials"
+MISSING_SCHEME = "the Authorization header needs its scheme: 'Authorization: Bearer <api key>'"
 
 
 class ApiPrincipal:
@@ -154,12 +155,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, token = header.partition(" ")
-        token = token.strip() if scheme.lower() == self.keyword.lower() else ""
+        without_scheme = scheme.lower() != self.keyword.lower()
+        token = "" if without_scheme else token.strip()
         key = parse_key(token)
         # JWTs and malformed credentials have no key id: counted per address.
         counter = limiter.counter(request, key[0] if key else "")
         if limiter.blocked(counter):
             raise exceptions.Throttled(wait=60 - int(time.time()) % 60)
+        if without_scheme:
+            limiter.record_failure(counter)
+            raise exceptions.AuthenticationFailed(MISSING_SCHEME)
         principal = None
         if key:
             principal = authenticate_key(token)

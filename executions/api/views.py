@@ -1,9 +1,11 @@
+import uuid
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import EngineError
+from core.errors import EngineError, shortened
 from core.permissions import IsOperator
 from core.request_size import reject_oversized_body
 from plugins.models import Plugin
@@ -66,9 +68,12 @@ class ExecutionDetailView(APIView):
         executions = Execution.objects.with_plugin()
         if not request.user.is_staff:
             executions = executions.filter(organization=request.user.organization)
-        execution = executions.filter(pk=execution_id).first()
+        try:
+            execution = executions.filter(pk=uuid.UUID(execution_id)).first()
+        except ValueError:
+            execution = None
         if execution is None:
-            raise EngineError("EXECUTION_NOT_FOUND", f"no execution {execution_id}")
+            raise EngineError("EXECUTION_NOT_FOUND", f"no execution {shortened(execution_id, 100)!r}")
         return execution_response(execution)
 
 

@@ -140,6 +140,7 @@ def test_organization_id_must_match_the_key(api, examples):
 @pytest.mark.django_db
 def test_unknown_execution_and_endpoint(api):
     assert_error(api.get("/executions/00000000-0000-0000-0000-000000000000"), 404, "EXECUTION_NOT_FOUND")
+    assert "'not-a-uuid'" in assert_error(api.get("/executions/not-a-uuid"), 404, "EXECUTION_NOT_FOUND")["message"]
     assert_error(api.get("/no-such-endpoint"), 404, "NOT_FOUND")
     assert_error(api.get("/execute"), 405, "METHOD_NOT_ALLOWED")
 
@@ -187,3 +188,15 @@ def test_a_queue_that_refuses_the_run_leaves_no_run_and_no_quota_used(api, examp
     assert_error(execute(api, body), 500, "INTERNAL_ERROR")
     assert not Execution.objects.exists()
     assert not DailyUsage.objects.filter(count__gt=0).exists()
+
+
+@pytest.mark.django_db
+def test_a_key_sent_without_its_scheme_is_told_the_scheme_is_missing(api):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=api.api_key)
+    error = assert_error(client.get("/plugins"), 401, "AUTHENTICATION_FAILED")
+    assert "Bearer" in error["message"]
+    api.credentials(HTTP_AUTHORIZATION=f"bearer {api.api_key}")  # the scheme's case does not matter
+    assert api.get("/plugins").status_code == 200
