@@ -159,6 +159,11 @@ def release_connection():
     connections are bounded by the requests it works on, not by those it
     keeps waiting (PostgreSQL's POSTGRES_CONNECTION_POOL, the web's
     SQLITE_CONNECTION_POOL). The next statement takes one again."""
-    pooled = getattr(connection, "pool", None) is not None or settings.SQLITE_CONNECTION_POOL
+    # Each backend's own pool: the web sets SQLITE_CONNECTION_POOL whatever
+    # its database, and on PostgreSQL it pools nothing.
+    if connection.vendor == "sqlite":
+        pooled = bool(settings.SQLITE_CONNECTION_POOL)
+    else:
+        pooled = getattr(connection, "pool", None) is not None
     if pooled and connection.connection is not None and not connection.in_atomic_block:
         connection.close()

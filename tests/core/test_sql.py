@@ -127,3 +127,22 @@ def test_the_pool_keeps_at_most_its_size(pool):
     first.close()
     second.close()
     assert len(pool) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_caller_gives_its_connection_back_to_the_pool(pool):
+    connection.ensure_connection()
+    kept = connection.connection
+    sql.release_connection()
+    assert connection.connection is None and kept in pool
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_caller_keeps_its_connection_where_its_database_has_no_pool(settings):
+    # On PostgreSQL without POSTGRES_CONNECTION_POOL, whatever the web's
+    # SQLite setting says: it pools nothing there.
+    settings.SQLITE_CONNECTION_POOL = 0 if connection.vendor == "sqlite" else 32
+    connection.ensure_connection()
+    kept = connection.connection
+    sql.release_connection()
+    assert connection.connection is kept
