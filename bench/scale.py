@@ -29,7 +29,7 @@ import urllib.parse
 
 import psycopg
 
-from load import Load, Service, execute_payload, ms_stats, warm_up
+from load import Load, Service, execute_payload, ms_stats, tally, warm_up
 
 
 class Node(Service):
@@ -106,11 +106,7 @@ def phase(name, nodes, callers, seconds, connections, admin_url, database):
     after = database_totals(admin_url, database)
     ok = [record for record in records if record.ok]
     latency = ms_stats([record.latency for record in ok])
-    not_ok = {}
-    for record in records:
-        if not record.ok:
-            kind = record.etype or record.fail
-            not_ok[kind] = not_ok.get(kind, 0) + 1
+    not_ok = tally(record.etype or record.fail for record in records if not record.ok)
     figures = {
         "nodes": len(nodes),
         "ok": len(ok),

@@ -5,6 +5,7 @@ exact across them, a run finished on one wakes its caller on the other at
 once, and the runs of a node killed mid-run are finished or closed by the
 other. Runs in `make test-scale`, which starts the servers."""
 
+import contextlib
 import os
 import secrets
 import signal
@@ -156,6 +157,13 @@ def test_a_cache_invalidation_on_node_a_misses_on_node_b(nodes):
     assert (status, body["cacheHit"]) == (200, False), body
 
 
+def runs_of(node, slug):
+    """(status, error_type) of every run of organization `slug`."""
+    return node.query(
+        "SELECT e.status, e.error_type FROM executions_execution e JOIN quotas_organization o "
+        "ON o.id = e.organization_id WHERE o.slug = %s", slug)
+
+
 def database_connections(node):
     """TCP connections from the node's web processes to the database server."""
     port = urllib.parse.urlsplit(node.settings["DATABASE_URL"]).port
@@ -176,9 +184,7 @@ def test_sync_callers_waiting_for_their_runs_hold_no_database_connection(nodes):
         for _ in range(30):
             calls.append(pool.submit(a.execute, "napper", "nap", {"seconds": 1}, key=key, timeout=20000))
             time.sleep(0.05)
-        assert wait_for(lambda: a.query(
-            "SELECT COUNT(*) FROM executions_execution e JOIN quotas_organization o ON o.id = e.organization_id "
-            "WHERE o.slug = 'patient'")[0][0] == 30, timeout=20)
+        assert wait_for(lambda: len(runs_of(a, "patient")) == 30, timeout=20)
         held = 0
         while not all(call.done() for call in calls):
             held = max(held, database_connections(a))
@@ -188,28 +194,29 @@ def test_sync_callers_waiting_for_their_runs_hold_no_database_connection(nodes):
     assert held <= 2 * WEB_POOL, held
 
 
+@contextlib.contextmanager
 def stopped(processes):
     """SIGSTOP `processes` for the duration of the block: they hold what
     they hold and take nothing new."""
-
-    class Stopped:
-        def __enter__(self):
-            for process in processes:
-                process.send_signal(signal.SIGSTOP)
-
-        def __exit__(self, *exc):
-            for process in processes:
-                try:
-                    process.send_signal(signal.SIGCONT)
-                except psutil.NoSuchProcess:
-                    pass
-
-    return Stopped()
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in processes:
+            try:
+                process.send_signal(signal.SIGCONT)
+            except psutil.NoSuchProcess:
+                pass
 
 
 def clusters(node):
-    return [process for priority in ("high", "medium", "low")
-            for process in [node.program(f"cluster-{priority}"), *node.program(f"cluster-{priority}").children(recursive=True)]]
+    """Every process of the node's three clusters."""
+    processes = []
+    for priority in ("high", "medium", "low"):
+        main = node.program(f"cluster-{priority}")
+        processes += [main, *main.children(recursive=True)]
+    return processes
 
 
 def test_a_sync_call_on_node_a_whose_run_executes_on_node_b_returns_when_it_ends_not_at_a_poll(nodes):
@@ -237,16 +244,11 @@ def test_killing_node_b_mid_run_lets_node_a_finish_or_close_every_run(nodes):
     with stopped(clusters(a)):
         accepted = [b.execute("napper", "nap", {"seconds": 5}, key=key, **{"async": True}) for _ in range(6)]
         assert all(status == 202 for status, _ in accepted), accepted
-        assert wait_for(lambda: a.query(
-            "SELECT COUNT(*) FROM executions_execution e JOIN quotas_organization o ON o.id = e.organization_id "
-            "WHERE o.slug = 'orphans' AND e.status = 'running'")[0][0] >= 2, timeout=30)
+        assert wait_for(lambda: [status for status, _ in runs_of(a, "orphans")].count("running") >= 2, timeout=30)
         b.kill_everything()
-    assert wait_for(lambda: a.query(
-        "SELECT COUNT(*) FROM executions_execution e JOIN quotas_organization o ON o.id = e.organization_id "
-        "WHERE o.slug = 'orphans' AND e.status IN ('queued', 'running')")[0][0] == 0, timeout=90)
-    outcomes = a.query(
-        "SELECT e.status, e.error_type FROM executions_execution e JOIN quotas_organization o "
-        "ON o.id = e.organization_id WHERE o.slug = 'orphans'")
+    assert wait_for(lambda: not any(status in ("queued", "running") for status, _ in runs_of(a, "orphans")),
+                    timeout=90)
+    outcomes = runs_of(a, "orphans")
     assert len(outcomes) == 6
     assert set(outcomes) <= {("success", ""), ("error", "WORKER_CRASHED")}, outcomes
     assert a.query("SELECT COUNT(*) FROM executions_execution")[0][0] == before + 6
