@@ -1,8 +1,10 @@
 import uuid
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
-from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, badge, json_block, mebibytes, moment
 from plugins.admin import PluginAdmin
 from plugins.models import Plugin
 
@@ -10,11 +12,30 @@ from . import breaker, cache
 from .models import CircuitBreaker, Execution, ExecutionAttempt
 
 
+STATUS_BADGE_COLORS = {
+    Execution.Status.QUEUED: "#757575",
+    Execution.Status.RUNNING: "#1565c0",
+    Execution.Status.SUCCESS: "#2e7d32",
+    Execution.Status.ERROR: "#c62828",
+    Execution.Status.TIMEOUT: "#ef6c00",
+}
+
+
+def status_badge(status):
+    return badge(status, STATUS_BADGE_COLORS.get(status, "#757575"))
+
+
+def duration(milliseconds):
+    if milliseconds is None:
+        return "—"
+    return f"{milliseconds} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.2f} s"
+
+
 class ExecutionAttemptInline(admin.TabularInline):
     """Each run in the sandbox: the first and its retries."""
 
     model = ExecutionAttempt
-    fields = ["number", "status", "error_type", "error_message", "execution_time_ms", "started_at", "finished_at"]
+    fields = ["number", "outcome", "error_type", "error_message", "run_time", "started", "finished"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -25,33 +46,57 @@ class ExecutionAttemptInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="Status")
+    def outcome(self, attempt):
+        return status_badge(attempt.status)
+
+    @admin.display(description="Run time")
+    def run_time(self, attempt):
+        return duration(attempt.execution_time_ms)
+
+    @admin.display(description="Started")
+    def started(self, attempt):
+        return moment(attempt.started_at)
+
+    @admin.display(description="Finished")
+    def finished(self, attempt):
+        return moment(attempt.finished_at)
+
 
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "organization", "plugin", "action", "status", "error_type", "cache_hit", "execution_time_ms", "queued_at",
+        "short_id", "organization", "plugin", "action", "outcome", "error_type", "cached", "run_time", "actor",
+        "finished",
     ]
+    list_display_links = ["short_id"]
     list_filter = ["status", "error_type", ("plugin_version__plugin", admin.RelatedOnlyFieldListFilter), "organization",
                    "cache_hit", "queued_at"]
     list_select_related = ["organization", "plugin_version__plugin"]
     search_fields = ["actor_id"]
     date_hierarchy = "queued_at"
-    fieldsets = [
-        (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "status", "cache_hit"]}),
-        ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit_mb"]}),
-        ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_details", "error_traceback",
-                                "retry_count", "fallback"]}),
-        ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
-        (
-            "Timing and resources",
-            {
-                "fields": [
-                    "queued_at", "started_at", "queue_wait", "finished_at", "execution_time_ms", "cpu_time_ms",
-                    "peak_memory_bytes", "worker",
-                ]
-            },
-        ),
+    readonly_fields = [
+        "outcome", "memory_limit", "pretty_params", "pretty_result", "pretty_logs", "queued", "started", "queue_wait",
+        "finished", "run_time", "cpu_time", "peak_memory", "events",
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        outcome = ["pretty_result", "error_type", "error_message", "error_details", "error_traceback", "retry_count"]
+        # The fallback's explanation ("the run failed and this answer was
+        # given instead") only where one was given.
+        if obj is not None and obj.fallback:
+            outcome.append("fallback")
+        return [
+            (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "outcome", "cache_hit",
+                               "events"]}),
+            ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit"]}),
+            ("Outcome", {"fields": outcome}),
+            ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
+            ("Timing and resources", {"fields": [
+                "queued", "started", "queue_wait", "finished", "run_time", "cpu_time", "peak_memory", "worker",
+            ]}),
+        ]
+
     inlines = [ExecutionAttemptInline]
 
     def get_queryset(self, request):
@@ -66,6 +111,56 @@ class ExecutionAdmin(ReadOnlyAdmin):
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
         return queryset.filter(pk=execution_id), False
+
+    @admin.display(description="Id", ordering="id")
+    def short_id(self, execution):
+        return format_html('<span title="{}">{}</span>', execution.pk, str(execution.pk)[:8])
+
+    @admin.display(description="Status", ordering="status")
+    def outcome(self, execution):
+        return status_badge(execution.status)
+
+    @admin.display(description="Cache", ordering="cache_hit")
+    def cached(self, execution):
+        # Words, not Django's boolean icons: a red cross reads as a failure.
+        return "hit" if execution.cache_hit else ""
+
+    @admin.display(description="Duration", ordering="execution_time_ms")
+    def run_time(self, execution):
+        return duration(execution.execution_time_ms)
+
+    @admin.display(description="CPU time")
+    def cpu_time(self, execution):
+        return duration(execution.cpu_time_ms)
+
+    @admin.display(description="Actor", ordering="actor_id")
+    def actor(self, execution):
+        return execution.actor_id or "—"
+
+    @admin.display(description="Queued", ordering="queued_at")
+    def queued(self, execution):
+        return moment(execution.queued_at)
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, execution):
+        return moment(execution.started_at)
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished(self, execution):
+        return moment(execution.finished_at)
+
+    @admin.display(description="Memory limit")
+    def memory_limit(self, execution):
+        return f"{execution.memory_limit_mb} MiB"
+
+    @admin.display(description="Peak memory")
+    def peak_memory(self, execution):
+        return mebibytes(execution.peak_memory_bytes)
+
+    @admin.display(description="Audit events")
+    def events(self, execution):
+        url = reverse("admin:audit_auditevent_changelist")
+        return format_html('<a href="{}?q={}">The events of this execution</a>', url, execution.pk)
 
     @admin.display(description="Plugin", ordering="plugin_version__plugin__slug")
     def plugin(self, execution):

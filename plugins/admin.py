@@ -4,15 +4,18 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block, moment
 from quotas.models import Organization
 
 from . import services
 from .archive import load_uploaded_plugin
+from .diffs import manifest_diff
 from .manifest import ManifestError
 from .models import Plugin, PluginVersion
 
@@ -34,9 +37,35 @@ class PluginUploadForm(forms.Form):
     activate = forms.BooleanField(required=False, initial=True, help_text="Make it the version that runs by default.")
 
 
+def can_activate(request):
+    return request.user.has_perm("plugins.change_pluginversion")
+
+
+DIFF_LINE_STYLES = {
+    "added": "background:#e6ffec;color:#1a7f37",
+    "removed": "background:#ffebe9;color:#cf222e",
+    "hunk": "color:#6e7781",
+    "context": "",
+}
+
+
+def manifest_diff_block(old, new):
+    """A manifest diff as a coloured <pre>, or a sentence when there is nothing to show."""
+    if old is None:
+        return "No earlier version to compare with."
+    lines = manifest_diff(old, new)
+    if not lines:
+        return "The manifests are the same."
+    return format_html(
+        '<pre class="manifest-diff">{}</pre>',
+        format_html_join("\n", '<span class="diff-{}" style="{}">{}</span>',
+                         ((kind, DIFF_LINE_STYLES[kind], line) for kind, line in lines)),
+    )
+
+
 class PluginVersionInline(admin.TabularInline):
     model = PluginVersion
-    fields = ["version", "sha256", "signed_by", "is_active", "created_at"]
+    fields = ["version", "short_sha256", "signed_by", "state", "uploaded", "switch"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -44,6 +73,35 @@ class PluginVersionInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("archive")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Each row's button says whether it moves forward or back, which
+        # depends on where the active version is.
+        self.active_uploaded_at = (
+            obj.versions.filter(is_active=True).values_list("created_at", flat=True).first() if obj else None
+        )
+        self.request = request
+        return super().get_formset(request, obj, **kwargs)
+
+    @admin.display(description="sha256")
+    def short_sha256(self, version):
+        return version.sha256[:12]
+
+    @admin.display(description="Active")
+    def state(self, version):
+        return mark_safe("<strong>active</strong>") if version.is_active else ""
+
+    @admin.display(description="Uploaded")
+    def uploaded(self, version):
+        return moment(version.created_at)
+
+    @admin.display(description="")
+    def switch(self, version):
+        if version.is_active or not can_activate(self.request):
+            return ""
+        label = "Roll back" if self.active_uploaded_at and version.created_at < self.active_uploaded_at else "Activate"
+        url = reverse("admin:plugins_plugin_activate_version", args=[version.plugin_id, version.pk])
+        return format_html('<a class="button" href="{}">{} to {}</a>', url, label, version.version)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -61,6 +119,43 @@ class PluginAdmin(admin.ModelAdmin):
     readonly_fields = ["slug", "created_at", "updated_at"]
     inlines = [PluginVersionInline]
     actions = ["enable", "disable"]
+
+    def get_urls(self):
+        activate = self.admin_site.admin_view(self.activate_version_view)
+        return [
+            path("<int:plugin_id>/versions/<int:version_id>/activate/", activate,
+                 name="plugins_plugin_activate_version"),
+            *super().get_urls(),
+        ]
+
+    def activate_version_view(self, request, plugin_id, version_id):
+        """Confirm, then make a version the active one: a rollback when it is
+        older. GET shows what would change; POST does it."""
+        if not can_activate(request):
+            raise PermissionDenied
+        version = get_object_or_404(PluginVersion.objects.defer("archive").select_related("plugin"),
+                                    plugin_id=plugin_id, pk=version_id)
+        plugin_page = reverse("admin:plugins_plugin_change", args=[plugin_id])
+        active = version.plugin.versions.defer("archive").filter(is_active=True).first()
+        rollback = active is not None and version.created_at < active.created_at
+        verb = "Roll back" if rollback else "Activate"
+        if request.method == "POST":
+            services.activate_version(version, actor_id=admin_actor_id(request))
+            done = "Rolled back {} to {}." if rollback else "Activated {} {}."
+            self.message_user(request, done.format(version.plugin.slug, version.version), messages.SUCCESS)
+            return redirect(plugin_page)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": version.plugin,
+            "title": f"{verb} {version.plugin.slug} to {version.version}?",
+            "version": version,
+            "active": active,
+            "verb": verb,
+            "plugin_page": plugin_page,
+            "diff": manifest_diff_block(active.manifest if active else None, version.manifest),
+        }
+        return TemplateResponse(request, "admin/plugins/plugin/activate_version.html", context)
 
     def get_queryset(self, request):
         active = PluginVersion.objects.filter(plugin=OuterRef("pk"), is_active=True)
@@ -144,7 +239,7 @@ class PluginVersionAdmin(ReadOnlyAdmin):
     search_fields = ["plugin__slug", "version", "sha256"]
     fields = [
         "plugin", "version", "is_active", "sha256", "files_digest", "signed_by", "created_at",
-        "files", "pretty_manifest",
+        "files", "pretty_manifest", "changes",
     ]
     readonly_fields = fields
     actions = ["activate"]
@@ -153,7 +248,7 @@ class PluginVersionAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).defer("archive")
 
     def has_activate_permission(self, request):
-        return request.user.has_perm("plugins.change_pluginversion")
+        return can_activate(request)
 
     @admin.display(description="sha256")
     def short_sha256(self, version):
@@ -171,6 +266,14 @@ class PluginVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="Manifest")
     def pretty_manifest(self, version):
         return json_block(version.manifest)
+
+    @admin.display(description="Manifest changes since the previous upload")
+    def changes(self, version):
+        previous = (
+            version.plugin.versions.filter(created_at__lt=version.created_at).order_by("-created_at")
+            .values_list("manifest", flat=True).first()
+        )
+        return manifest_diff_block(previous, version.manifest)
 
     @admin.action(description="Activate the selected version", permissions=["activate"])
     def activate(self, request, queryset):

@@ -2,13 +2,16 @@
 execution pages, the link to the dashboard."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from audit.events import record_event
 from audit.models import AuditEvent
-from executions.models import ExecutionAttempt
+from executions.lifecycle import record_execution_event, record_lost_run
+from executions.models import Execution, ExecutionAttempt
 from quotas.enforcement import consume_daily, usage_today
 from quotas.models import Organization
 from tests.factories import make_execution
@@ -69,3 +72,50 @@ def test_execution_pages(admin, org, examples):
 
 def test_admin_home_links_the_dashboard(admin):
     assert 'href="/admin/dashboard/"' in admin.get("/admin/").content.decode()
+
+
+def test_the_executions_list_reads_at_a_glance(admin, org, examples):
+    version = examples["text-tools"]
+    finished = make_execution(org, version, wait=dt.timedelta(seconds=1), run_ms=1234, action="wordCount")
+    Execution.objects.filter(pk=finished.pk).update(actor_id="person_7")
+    make_execution(org, version, status="error", error_type="PLUGIN_ERROR", wait=dt.timedelta(0), run_ms=40)
+    make_execution(org, version, wait=dt.timedelta(0), cache_hit=True, cache_key="k")
+
+    page = admin.get("/admin/executions/execution/").content.decode()
+    table = page[page.index('<table id="result_list">'):]
+    header = re.findall(r'<th scope="col"[^>]*>\s*<div class="text">(?:<a[^>]*>)?([^<]+)<', table)
+    assert header == ["Id", "Organization", "Plugin", "Action", "Status", "Error type", "Cache", "Duration", "Actor",
+                      "Finished"]
+    assert f'<span title="{finished.pk}">{str(finished.pk)[:8]}</span>' in page
+    finished.refresh_from_db()
+    assert f"{finished.finished_at:%Y-%m-%d %H:%M:%S} UTC" in page and "1.23 s" in page and "person_7" in page
+    assert ">success</span>" in page and ">error</span>" in page and "background:#c62828" in page
+    assert re.findall(r'<td class="field-cached">([^<]*)</td>', page).count("hit") == 1
+    assert "icon-no.svg" not in page and "icon-yes.svg" not in page  # no red cross for "not a cache hit"
+
+
+def test_the_execution_detail(admin, org, examples):
+    success = make_execution(org, examples["text-tools"], wait=dt.timedelta(seconds=2), run_ms=40, memory=12 * 2**20)
+    detail = admin.get(f"/admin/executions/execution/{success.pk}/change/").content.decode()
+    assert f"{success.queued_at:%Y-%m-%d %H:%M:%S} UTC" in detail
+    assert f"{success.finished_at:%Y-%m-%d %H:%M:%S} UTC" in detail
+    assert "12.0 MiB" in detail and "256 MiB" in detail and "40 ms" in detail
+    assert "The run failed" not in detail and "Fallback" not in detail  # nothing was substituted
+    assert f'href="/admin/audit/auditevent/?q={success.pk}"' in detail
+
+    failed = make_execution(org, examples["text-tools"], status="error", error_type="TIMEOUT", wait=dt.timedelta(0),
+                            run_ms=5)
+    Execution.objects.filter(pk=failed.pk).update(fallback="stale_cache")
+    detail = admin.get(f"/admin/executions/execution/{failed.pk}/change/").content.decode()
+    assert "stale cached result" in detail and "The run failed and this answer was given instead." in detail
+
+
+def test_the_events_link_finds_the_events_of_one_execution(admin, org, examples):
+    execution = make_execution(org, examples["text-tools"], wait=dt.timedelta(0), run_ms=5)
+    other = make_execution(org, examples["text-tools"], wait=dt.timedelta(0), run_ms=5)
+    for run in (execution, other):
+        record_execution_event(run)
+    record_lost_run(execution, "worker died", "requeued")
+    record_event(AuditEvent.Type.QUOTA_RESET, organization=org, actor_id="admin:x", target_id=org.slug)
+    found = admin.get("/admin/audit/auditevent/", {"q": str(execution.pk)}).context["cl"].result_list
+    assert sorted(event.type for event in found) == ["execution_recovered", "plugin_action_executed"]
