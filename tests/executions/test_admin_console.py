@@ -13,7 +13,7 @@ from audit.models import AuditEvent
 from executions.lifecycle import record_execution_event, record_lost_run
 from executions.models import Execution, ExecutionAttempt
 from quotas.enforcement import consume_daily, usage_today
-from quotas.models import Organization
+from quotas.models import ApiKey, Organization
 from tests.factories import make_execution
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +119,40 @@ def test_the_events_link_finds_the_events_of_one_execution(admin, org, examples)
     record_event(AuditEvent.Type.QUOTA_RESET, organization=org, actor_id="admin:x", target_id=org.slug)
     found = admin.get("/admin/audit/auditevent/", {"q": str(execution.pk)}).context["cl"].result_list
     assert sorted(event.type for event in found) == ["execution_recovered", "plugin_action_executed"]
+
+
+def test_an_organizations_slug_is_read_only_after_creation(admin, org):
+    add = admin.get("/admin/quotas/organization/add/").content.decode()
+    assert 'name="slug"' in add
+    change_url = f"/admin/quotas/organization/{org.pk}/change/"
+    change = admin.get(change_url).content.decode()
+    assert 'name="slug"' not in change and '<div class="readonly">acme</div>' in change
+    form = {"slug": "renamed", "name": "Acme", "tier": org.tier.pk, "owner_name": "", "owner_email": "",
+            "daily_limit_override": "", "concurrent_limit_override": ""}
+    assert admin.post(change_url, form).status_code == 302
+    assert Organization.objects.get(pk=org.pk).slug == "acme"
+
+
+def test_the_tier_select_cannot_delete_tiers(admin, org):
+    change = admin.get(f"/admin/quotas/organization/{org.pk}/change/").content.decode()
+    assert 'id="change_id_tier"' in change and 'id="add_id_tier"' in change
+    assert 'id="delete_id_tier"' not in change
+    assert change.count('placeholder="the tier&#x27;s"') == 2 and "s limit applies." in change
+
+
+def test_tiers_say_a_blank_limit_is_unlimited(admin, tiers):
+    page = admin.get("/admin/quotas/tier/").content.decode()
+    assert "A blank daily limit means unlimited" in page
+    # Enterprise's blank limit: an input without a value that says what blank means.
+    assert re.search(r'<input type="number" name="form-\d+-daily_limit" class="vIntegerField" min="0" '
+                     r'placeholder="unlimited"', page)
+
+
+def test_api_keys_are_labelled_active_or_revoked(admin, org):
+    kept, _ = ApiKey.issue(org, name="kept")
+    revoked, _ = ApiKey.issue(org, name="withdrawn")
+    revoked.revoke()
+    page = admin.get("/admin/quotas/apikey/").content.decode()
+    labels = dict(re.findall(r'<td class="field-name">([^<]+)</td><td class="field-state"><span[^>]*>(\w+)</span>', page))
+    assert labels == {"kept": "Active", "withdrawn": "Revoked"}
+    assert ">Revoked</span>" in admin.get(f"/admin/quotas/apikey/{revoked.pk}/change/").content.decode()
