@@ -3,7 +3,6 @@
 import json
 
 from django.contrib import admin
-from django.utils import timezone
 from django.utils.html import format_html
 
 MIB = 1024 * 1024
@@ -17,13 +16,6 @@ def admin_actor_id(request):
 def json_block(value):
     """A JSON value pretty-printed for a read-only admin field."""
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
-
-
-def moment(value):
-    """A timestamp to the second with its time zone, as operators compare it with logs."""
-    if value is None:
-        return "—"
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}"
 
 
 def mebibytes(byte_count):

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin_bases import ReadOnlyAdmin, admin_actor_id, badge, json_block, mebibytes, moment
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, badge, json_block, mebibytes
 from plugins.admin import PluginAdmin
 from plugins.models import Plugin
 
@@ -18,6 +18,13 @@ STATUS_BADGE_COLORS = {
     Execution.Status.SUCCESS: "#2e7d32",
     Execution.Status.ERROR: "#c62828",
     Execution.Status.TIMEOUT: "#ef6c00",
+}
+
+
+BREAKER_BADGE_COLORS = {
+    CircuitBreaker.State.CLOSED: "#2e7d32",
+    CircuitBreaker.State.HALF_OPEN: "#ef6c00",
+    CircuitBreaker.State.OPEN: "#c62828",
 }
 
 
@@ -35,7 +42,7 @@ class ExecutionAttemptInline(admin.TabularInline):
     """Each run in the sandbox: the first and its retries."""
 
     model = ExecutionAttempt
-    fields = ["number", "outcome", "error_type", "error_message", "run_time", "started", "finished"]
+    fields = ["number", "outcome", "error_type", "error_message", "run_time", "started_at", "finished_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -54,20 +61,12 @@ class ExecutionAttemptInline(admin.TabularInline):
     def run_time(self, attempt):
         return duration(attempt.execution_time_ms)
 
-    @admin.display(description="Started")
-    def started(self, attempt):
-        return moment(attempt.started_at)
-
-    @admin.display(description="Finished")
-    def finished(self, attempt):
-        return moment(attempt.finished_at)
-
 
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = [
         "short_id", "organization", "plugin", "action", "outcome", "error_type", "cached", "run_time", "actor",
-        "finished",
+        "finished_at",
     ]
     list_display_links = ["short_id"]
     list_filter = ["status", "error_type", ("plugin_version__plugin", admin.RelatedOnlyFieldListFilter), "organization",
@@ -76,8 +75,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ["actor_id"]
     date_hierarchy = "queued_at"
     readonly_fields = [
-        "outcome", "memory_limit", "pretty_params", "pretty_result", "pretty_logs", "queued", "started", "queue_wait",
-        "finished", "run_time", "cpu_time", "peak_memory", "events",
+        "outcome", "memory_limit", "pretty_params", "pretty_result", "pretty_logs", "queue_wait", "run_time",
+        "cpu_time", "peak_memory", "events",
     ]
 
     def get_fieldsets(self, request, obj=None):
@@ -93,7 +92,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
             ("Outcome", {"fields": outcome}),
             ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
             ("Timing and resources", {"fields": [
-                "queued", "started", "queue_wait", "finished", "run_time", "cpu_time", "peak_memory", "worker",
+                "queued_at", "started_at", "queue_wait", "finished_at", "run_time", "cpu_time", "peak_memory", "worker",
             ]}),
         ]
 
@@ -137,18 +136,6 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def actor(self, execution):
         return execution.actor_id or "—"
 
-    @admin.display(description="Queued", ordering="queued_at")
-    def queued(self, execution):
-        return moment(execution.queued_at)
-
-    @admin.display(description="Started", ordering="started_at")
-    def started(self, execution):
-        return moment(execution.started_at)
-
-    @admin.display(description="Finished", ordering="finished_at")
-    def finished(self, execution):
-        return moment(execution.finished_at)
-
     @admin.display(description="Memory limit")
     def memory_limit(self, execution):
         return f"{execution.memory_limit_mb} MiB"
@@ -187,8 +174,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(ReadOnlyAdmin):
-    list_display = ["plugin", "scope", "state", "consecutive_failures", "opened_at", "probes_in_flight",
-                    "probe_successes", "updated_at"]
+    list_display = ["plugin", "scope", "position", "failures", "opened_at", "probes", "updated_at"]
     list_filter = ["state", ("organization", admin.EmptyFieldListFilter)]
     list_select_related = ["plugin", "organization"]
     search_fields = ["plugin__slug", "organization__slug"]
@@ -200,6 +186,18 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
     @admin.display(description="Open for", ordering="organization__slug")
     def scope(self, circuit):
         return circuit.scope_label
+
+    @admin.display(description="State", ordering="state")
+    def position(self, circuit):
+        return badge(circuit.get_state_display(), BREAKER_BADGE_COLORS[circuit.state])
+
+    @admin.display(description="Failures in a row", ordering="consecutive_failures")
+    def failures(self, circuit):
+        return circuit.consecutive_failures
+
+    @admin.display(description="Probes (running / passed)")
+    def probes(self, circuit):
+        return f"{circuit.probes_in_flight} / {circuit.probe_successes}"
 
     @admin.action(description="Reset (close) selected breakers", permissions=["change"])
     def reset(self, request, queryset):

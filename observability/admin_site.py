@@ -5,3 +5,7 @@ class EngineAdminSite(admin.AdminSite):
     """The operator console: Django's admin, its home page linking to the dashboard."""
 
     index_template = "admin/observability/index.html"
+    # The console's lists are wide (executions, keys, breakers): their
+    # columns need the room the navigation sidebar would take. Breadcrumbs
+    # and the home page lead everywhere.
+    enable_nav_sidebar = False

@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block, moment
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, json_block
 from quotas.models import Organization
 
 from . import services
@@ -65,7 +65,7 @@ def manifest_diff_block(old, new):
 
 class PluginVersionInline(admin.TabularInline):
     model = PluginVersion
-    fields = ["version", "short_sha256", "signed_by", "state", "uploaded", "switch"]
+    fields = ["version", "short_sha256", "signed_by", "state", "created_at", "switch"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -90,10 +90,6 @@ class PluginVersionInline(admin.TabularInline):
     @admin.display(description="Active")
     def state(self, version):
         return mark_safe("<strong>active</strong>") if version.is_active else ""
-
-    @admin.display(description="Uploaded")
-    def uploaded(self, version):
-        return moment(version.created_at)
 
     @admin.display(description="")
     def switch(self, version):

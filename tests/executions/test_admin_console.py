@@ -85,7 +85,7 @@ def test_the_executions_list_reads_at_a_glance(admin, org, examples):
     table = page[page.index('<table id="result_list">'):]
     header = re.findall(r'<th scope="col"[^>]*>\s*<div class="text">(?:<a[^>]*>)?([^<]+)<', table)
     assert header == ["Id", "Organization", "Plugin", "Action", "Status", "Error type", "Cache", "Duration", "Actor",
-                      "Finished"]
+                      "Finished at"]
     assert f'<span title="{finished.pk}">{str(finished.pk)[:8]}</span>' in page
     finished.refresh_from_db()
     assert f"{finished.finished_at:%Y-%m-%d %H:%M:%S} UTC" in page and "1.23 s" in page and "person_7" in page
