@@ -75,22 +75,24 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ["actor_id"]
     date_hierarchy = "queued_at"
     readonly_fields = [
-        "outcome", "memory_limit", "pretty_params", "pretty_result", "pretty_logs", "queue_wait", "run_time",
+        "outcome", "answered_from_cache", "timeout", "memory_limit", "logs_cut", "pretty_params", "pretty_result", "pretty_logs", "queue_wait", "run_time",
         "cpu_time", "peak_memory", "events",
     ]
 
     def get_fieldsets(self, request, obj=None):
-        outcome = ["pretty_result", "error_type", "error_message", "error_details", "error_traceback", "retry_count"]
-        # The fallback's explanation ("the run failed and this answer was
-        # given instead") only where one was given.
+        outcome = ["pretty_result", "retry_count"]
+        # The error's fields, and the fallback's explanation ("the run
+        # failed and this answer was given instead"), only where they apply.
+        if obj is not None and obj.error_type:
+            outcome[1:1] = ["error_type", "error_message", "error_details", "error_traceback"]
         if obj is not None and obj.fallback:
             outcome.append("fallback")
         return [
-            (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "outcome", "cache_hit",
-                               "events"]}),
-            ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit"]}),
+            (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "outcome",
+                               "answered_from_cache", "events"]}),
+            ("Request", {"fields": ["pretty_params", "timeout", "memory_limit"]}),
             ("Outcome", {"fields": outcome}),
-            ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
+            ("Logs", {"fields": ["pretty_logs", "logs_cut"]}),
             ("Timing and resources", {"fields": [
                 "queued_at", "started_at", "queue_wait", "finished_at", "run_time", "cpu_time", "peak_memory", "worker",
             ]}),
@@ -123,6 +125,18 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def cached(self, execution):
         # Words, not Django's boolean icons: a red cross reads as a failure.
         return "hit" if execution.cache_hit else ""
+
+    @admin.display(description="Cache hit")
+    def answered_from_cache(self, execution):
+        return "yes: answered from the result cache, nothing ran" if execution.cache_hit else "no"
+
+    @admin.display(description="Logs truncated")
+    def logs_cut(self, execution):
+        return "yes: the plugin logged more than is kept" if execution.logs_truncated else "no"
+
+    @admin.display(description="Timeout")
+    def timeout(self, execution):
+        return duration(execution.timeout_ms)
 
     @admin.display(description="Duration", ordering="execution_time_ms")
     def run_time(self, execution):

@@ -13,9 +13,11 @@ LEFT, RIGHT, TOP, BOTTOM = 52, 12, 38, 26
 LEGEND_COLUMNS, LEGEND_WIDTH = 4, 125
 X_LABELS = 6
 Y_INTERVALS = 4
-# Series of one chart differ in dash as well as colour, so that one drawn
-# over another (two statuses at zero, say) still shows.
+# Series of one chart differ in dash as well as colour, and each is drawn
+# thinner than the one before, over it: where lines coincide (two statuses
+# at zero, three pools of the same size) each still shows.
 DASHES = ["", "7 4", "2 3", "9 3 2 3"]
+WIDTHS = [4, 2.6, 1.6, 1.2]
 
 
 @dataclass
@@ -66,18 +68,20 @@ def line_chart(title, times, series, unit=""):
         ((x(i), HEIGHT - 8, f"{times[i]:%H:%M}") for i in range(0, count, step)),
     )
     dashes = [DASHES[i % len(DASHES)] for i in range(len(series))]
+    widths = [WIDTHS[min(i, len(WIDTHS) - 1)] for i in range(len(series))]
     step_width = plot_width / max(1, count - 1)
     clip = f"plot-{slugify(title)}"
     lines = mark_safe(
-        "".join(_series_svg(s, dash, times, x, y, unit, step_width, clip) for s, dash in zip(series, dashes))
+        "".join(_series_svg(s, dash, width, times, x, y, unit, step_width, clip)
+                for s, dash, width in zip(series, dashes, widths))
     )
     legend = format_html_join(
         "",
-        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="2.5" stroke-dasharray="{}"/>'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="{}" stroke-dasharray="{}"/>'
         '<text x="{}" y="{}" font-size="11" fill="#333">{}</text>',
         (
-            (column, row + 5, column + 22, row + 5, s.color, dash, column + 26, row + 9, s.name)
-            for i, (s, dash) in enumerate(zip(series, dashes))
+            (column, row + 5, column + 22, row + 5, s.color, max(2, width), dash, column + 26, row + 9, s.name)
+            for i, (s, dash, width) in enumerate(zip(series, dashes, widths))
             for column, row in [(LEFT + (i % LEGEND_COLUMNS) * LEGEND_WIDTH, 4 + (i // LEGEND_COLUMNS) * 14)]
         ),
     )
@@ -91,7 +95,7 @@ def line_chart(title, times, series, unit=""):
     )
 
 
-def _series_svg(series, dash, times, x, y, unit, step_width, clip):
+def _series_svg(series, dash, width, times, x, y, unit, step_width, clip):
     """Polylines through the consecutive known points, with a gap where a
     value is None; a known point alone between gaps is a short level stroke
     one bucket wide, so it reads as part of the line and not as a dot. Each
@@ -116,9 +120,9 @@ def _series_svg(series, dash, times, x, y, unit, step_width, clip):
 
     lines = format_html_join(
         "",
-        '<polyline data-series="{}" points="{}" fill="none" stroke="{}" stroke-width="2" stroke-dasharray="{}" '
+        '<polyline data-series="{}" points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-dasharray="{}" '
         'stroke-linejoin="round" clip-path="url(#{})"/>',
-        ((series.name, points(segment), series.color, dash, clip) for segment in segments),
+        ((series.name, points(segment), series.color, width, dash, clip) for segment in segments),
     )
     hover_targets = format_html_join(
         "",

@@ -41,25 +41,27 @@ def can_activate(request):
     return request.user.has_perm("plugins.change_pluginversion")
 
 
-DIFF_LINE_STYLES = {
-    "added": "background:#e6ffec;color:#1a7f37",
-    "removed": "background:#ffebe9;color:#cf222e",
-    "hunk": "color:#6e7781",
-    "context": "",
-}
-
-
-def manifest_diff_block(old, new):
-    """A manifest diff as a coloured <pre>, or a sentence when there is nothing to show."""
+def manifest_diff_table(old, new, old_label, new_label):
+    """The fields two manifests differ in, as a table, or a sentence when there is nothing to show."""
     if old is None:
         return "No earlier version to compare with."
-    lines = manifest_diff(old, new)
-    if not lines:
+    changes = manifest_diff(old, new)
+    if not changes:
         return "The manifests are the same."
+
+    def cell(value, background):
+        if value is None:
+            return mark_safe('<td style="color:#6e7781;font-style:italic">absent</td>')
+        return format_html('<td style="background:{}"><code>{}</code></td>', background, value)
+
+    rows = format_html_join(
+        "", "<tr><td><code>{}</code></td>{}{}</tr>",
+        ((path, cell(before, "#ffebe9"), cell(after, "#e6ffec")) for path, before, after in changes),
+    )
     return format_html(
-        '<pre class="manifest-diff">{}</pre>',
-        format_html_join("\n", '<span class="diff-{}" style="{}">{}</span>',
-                         ((kind, DIFF_LINE_STYLES[kind], line) for kind, line in lines)),
+        '<table class="manifest-diff"><thead><tr><th>Field</th><th>{}</th><th>{}</th></tr></thead>'
+        "<tbody>{}</tbody></table>",
+        old_label, new_label, rows,
     )
 
 
@@ -95,9 +97,10 @@ class PluginVersionInline(admin.TabularInline):
     def switch(self, version):
         if version.is_active or not can_activate(self.request):
             return ""
-        label = "Roll back" if self.active_uploaded_at and version.created_at < self.active_uploaded_at else "Activate"
+        rollback = self.active_uploaded_at and version.created_at < self.active_uploaded_at
         url = reverse("admin:plugins_plugin_activate_version", args=[version.plugin_id, version.pk])
-        return format_html('<a class="button" href="{}">{} to {}</a>', url, label, version.version)
+        return format_html('<a class="button" href="{}">{} {}</a>', url, "Roll back to" if rollback else "Activate",
+                           version.version)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -134,7 +137,7 @@ class PluginAdmin(admin.ModelAdmin):
         plugin_page = reverse("admin:plugins_plugin_change", args=[plugin_id])
         active = version.plugin.versions.defer("archive").filter(is_active=True).first()
         rollback = active is not None and version.created_at < active.created_at
-        verb = "Roll back" if rollback else "Activate"
+        question = "Roll back {} to {}?" if rollback else "Activate {} {}?"
         if request.method == "POST":
             services.activate_version(version, actor_id=admin_actor_id(request))
             done = "Rolled back {} to {}." if rollback else "Activated {} {}."
@@ -144,12 +147,13 @@ class PluginAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": version.plugin,
-            "title": f"{verb} {version.plugin.slug} to {version.version}?",
+            "title": question.format(version.plugin.slug, version.version),
             "version": version,
             "active": active,
-            "verb": verb,
+            "answer": f"Yes, roll back to {version.version}" if rollback else f"Yes, activate {version.version}",
             "plugin_page": plugin_page,
-            "diff": manifest_diff_block(active.manifest if active else None, version.manifest),
+            "diff": manifest_diff_table(active.manifest if active else None, version.manifest,
+                                        active.version if active else "", version.version),
         }
         return TemplateResponse(request, "admin/plugins/plugin/activate_version.html", context)
 
@@ -266,10 +270,11 @@ class PluginVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="Manifest changes since the previous upload")
     def changes(self, version):
         previous = (
-            version.plugin.versions.filter(created_at__lt=version.created_at).order_by("-created_at")
-            .values_list("manifest", flat=True).first()
+            version.plugin.versions.defer("archive").filter(created_at__lt=version.created_at)
+            .order_by("-created_at").first()
         )
-        return manifest_diff_block(previous, version.manifest)
+        return manifest_diff_table(previous.manifest if previous else None, version.manifest,
+                                   previous.version if previous else "", version.version)
 
     @admin.action(description="Activate the selected version", permissions=["activate"])
     def activate(self, request, queryset):

@@ -101,6 +101,8 @@ def test_the_execution_detail(admin, org, examples):
     assert f"{success.finished_at:%Y-%m-%d %H:%M:%S} UTC" in detail
     assert "12.0 MiB" in detail and "256 MiB" in detail and "40 ms" in detail
     assert "The run failed" not in detail and "Fallback" not in detail  # nothing was substituted
+    assert "Error traceback" not in detail  # nor any error field on a success
+    assert "icon-no.svg" not in detail and '<div class="readonly">no</div>' in detail  # cache hit, logs truncated
     assert f'href="/admin/audit/auditevent/?q={success.pk}"' in detail
 
     failed = make_execution(org, examples["text-tools"], status="error", error_type="TIMEOUT", wait=dt.timedelta(0),
@@ -108,6 +110,7 @@ def test_the_execution_detail(admin, org, examples):
     Execution.objects.filter(pk=failed.pk).update(fallback="stale_cache")
     detail = admin.get(f"/admin/executions/execution/{failed.pk}/change/").content.decode()
     assert "stale cached result" in detail and "The run failed and this answer was given instead." in detail
+    assert "Error traceback" in detail
 
 
 def test_the_events_link_finds_the_events_of_one_execution(admin, org, examples):
@@ -149,10 +152,12 @@ def test_tiers_say_a_blank_limit_is_unlimited(admin, tiers):
 
 
 def test_api_keys_are_labelled_active_or_revoked(admin, org):
-    kept, _ = ApiKey.issue(org, name="kept")
+    kept, _ = ApiKey.issue(org, name="kept", is_staff=True)
     revoked, _ = ApiKey.issue(org, name="withdrawn")
     revoked.revoke()
     page = admin.get("/admin/quotas/apikey/").content.decode()
     labels = dict(re.findall(r'<td class="field-name">([^<]+)</td><td class="field-state"><span[^>]*>(\w+)</span>', page))
     assert labels == {"kept": "Active", "withdrawn": "Revoked"}
+    operators = dict(re.findall(r'<td class="field-name">([^<]+)</td>.*?<td class="field-operator">(.*?)</td>', page))
+    assert ">staff</span>" in operators["kept"] and operators["withdrawn"] == "-" and "icon-no.svg" not in page
     assert ">Revoked</span>" in admin.get(f"/admin/quotas/apikey/{revoked.pk}/change/").content.decode()

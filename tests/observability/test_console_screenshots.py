@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from executions.models import Execution
 from plugins.archive import load_plugin_source
-from plugins.services import install_version
+from plugins.services import activate_version, install_version
 from quotas.models import ApiKey
 from tests.chromium import page_screenshot, requires_chromium
 from tests.factories import EXAMPLES, install_source, make_execution
@@ -82,7 +82,7 @@ def fill_history(org, versions):
 def console(live, api, org, make_org, make_client, examples):
     """Runs through the real cluster by two organizations, and an admin session."""
     text_tools = examples["text-tools"]
-    text_tools_version("1.1.0", "Everyday text utilities; word counts may take up to 2 s.")
+    activate_version(text_tools_version("1.1.0", "Everyday text utilities; word counts may take up to 2 s."))
     text_tools_version("1.2.0", "Everyday text utilities (beta: faster slugs).")
     install_source("flaky-upstream", RAISES, {"fail": "fail"})
     install_source("sleepy", SLEEPS, {"nap": NAP})
@@ -111,14 +111,14 @@ def test_console_pages(console, org):
     executions = Execution.objects.select_related("plugin_version__plugin")
     success = executions.filter(plugin_version__plugin__slug="text-tools", status="success").latest("queued_at")
     failure = executions.filter(plugin_version__plugin__slug="flaky-upstream", status="error").latest("queued_at")
-    older = text_tools.plugin.versions.get(version="1.2.0")
+    first = text_tools.plugin.versions.get(version="1.0.0")
     pages = {
         "executions-list": reverse("admin:executions_execution_changelist"),
         "execution-detail": reverse("admin:executions_execution_change", args=[success.pk]),
         "execution-detail-failed": reverse("admin:executions_execution_change", args=[failure.pk]),
         "plugin-versions": reverse("admin:plugins_plugin_change", args=[text_tools.plugin.pk]),
-        "plugin-activate-confirm": reverse("admin:plugins_plugin_activate_version",
-                                           args=[text_tools.plugin.pk, older.pk]),
+        "plugin-rollback-confirm": reverse("admin:plugins_plugin_activate_version",
+                                           args=[text_tools.plugin.pk, first.pk]),
         "organization": reverse("admin:quotas_organization_change", args=[org.pk]),
         "api-keys": reverse("admin:quotas_apikey_changelist"),
         "tiers": reverse("admin:quotas_tier_changelist"),
@@ -132,8 +132,7 @@ def test_console_pages(console, org):
     listing = admin.get(pages["executions-list"]).content.decode()
     assert ">hit</td>" in listing and ">timeout</span>" in listing and "user_ada" in listing
     plugin_page = admin.get(pages["plugin-versions"]).content.decode()
-    assert "Roll back to 1.0.0" not in plugin_page  # 1.0.0 is the active one
-    assert "Activate to 1.1.0" in plugin_page and "Activate to 1.2.0" in plugin_page
+    assert "Roll back to 1.0.0</a>" in plugin_page and "Activate 1.2.0</a>" in plugin_page
 
 
 def test_dashboard_pages(console, org, examples):

@@ -121,16 +121,17 @@ def test_the_dashboard_can_reload_itself():
     assert 'http-equiv="refresh"' not in client.get("/admin/dashboard/?refresh=1").content.decode()
 
 
-def test_series_of_one_chart_differ_in_dash_and_lone_points_are_strokes():
+def test_series_of_one_chart_differ_in_dash_and_width_and_lone_points_are_strokes():
     times = [dt.datetime(2026, 1, 1, 12, minute, tzinfo=dt.timezone.utc) for minute in range(5)]
     chart = charts.line_chart("Rates", times, [
         charts.Series("a", [0, 0, 0, 0, 0], "#111111"),
         charts.Series("b", [0, 0, 0, 0, 0], "#222222"),
         charts.Series("sparse", [50, None, 100, None, None], "#333333"),
     ], "%")
-    dashes = re.findall(r'<polyline data-series="(\w+)" points="[^"]+" fill="none" stroke="#\d+" stroke-width="2" '
-                        r'stroke-dasharray="([^"]*)"', chart)
-    assert dashes == [("a", ""), ("b", "7 4"), ("sparse", "2 3"), ("sparse", "2 3")]
+    styles = re.findall(r'<polyline data-series="(\w+)" points="[^"]+" fill="none" stroke="#\d+" '
+                        r'stroke-width="([^"]+)" stroke-dasharray="([^"]*)"', chart)
+    # Each drawn thinner over the one before, with a dash of its own.
+    assert styles == [("a", "4", ""), ("b", "2.6", "7 4"), ("sparse", "1.6", "2 3"), ("sparse", "1.6", "2 3")]
     # The lone points are level strokes one bucket wide (the one at the edge clipped), not dots.
     strokes = re.findall(r'<polyline data-series="sparse" points="([^"]+)"', chart)
     assert strokes == ["-10.0,121.0 114.0,121.0", "238.0,38.0 362.0,38.0"]
