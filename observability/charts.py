@@ -17,7 +17,7 @@ Y_INTERVALS = 4
 # thinner than the one before, over it: where lines coincide (two statuses
 # at zero, three pools of the same size) each still shows.
 DASHES = ["", "7 4", "2 3", "9 3 2 3"]
-WIDTHS = [4, 2.6, 1.6, 1.2]
+LINE_WIDTH, WIDER_BELOW = 1.8, 1.5
 
 
 @dataclass
@@ -68,7 +68,7 @@ def line_chart(title, times, series, unit=""):
         ((x(i), HEIGHT - 8, f"{times[i]:%H:%M}") for i in range(0, count, step)),
     )
     dashes = [DASHES[i % len(DASHES)] for i in range(len(series))]
-    widths = [WIDTHS[min(i, len(WIDTHS) - 1)] for i in range(len(series))]
+    widths = [round(LINE_WIDTH + WIDER_BELOW * (len(series) - 1 - i), 1) for i in range(len(series))]
     step_width = plot_width / max(1, count - 1)
     clip = f"plot-{slugify(title)}"
     lines = mark_safe(

@@ -153,7 +153,7 @@ class PluginAdmin(admin.ModelAdmin):
             "answer": f"Yes, roll back to {version.version}" if rollback else f"Yes, activate {version.version}",
             "plugin_page": plugin_page,
             "diff": manifest_diff_table(active.manifest if active else None, version.manifest,
-                                        active.version if active else "", version.version),
+                                        f"{active.version} (active now)" if active else "", version.version),
         }
         return TemplateResponse(request, "admin/plugins/plugin/activate_version.html", context)
 

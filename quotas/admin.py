@@ -111,7 +111,8 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "organization", "name", "state", "operator", "created_at", "last_used_at", "revoked_at"]
+    # The state says whether a key is revoked; its change page says when.
+    list_display = ["prefix", "organization", "name", "state", "operator", "created_at", "last_used_at"]
     list_filter = ["is_staff", ("revoked_at", admin.EmptyFieldListFilter), "organization"]
     list_select_related = ["organization"]
     search_fields = ["prefix", "name", "organization__slug"]
@@ -135,7 +136,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key belongs to one organization for life; issue a new one instead.
         return ["organization", "state", "prefix", "hashed_secret", "created_at", "last_used_at", *superuser_only]
 
-    @admin.display(description="Operator key", ordering="is_staff")
+    @admin.display(description="Operator", ordering="is_staff")
     def operator(self, key):
         # A word for the few staff keys, not a red cross on every other one.
         return badge("staff", "#6a1b9a") if key.is_staff else ""

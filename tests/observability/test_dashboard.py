@@ -131,7 +131,7 @@ def test_series_of_one_chart_differ_in_dash_and_width_and_lone_points_are_stroke
     styles = re.findall(r'<polyline data-series="(\w+)" points="[^"]+" fill="none" stroke="#\d+" '
                         r'stroke-width="([^"]+)" stroke-dasharray="([^"]*)"', chart)
     # Each drawn thinner over the one before, with a dash of its own.
-    assert styles == [("a", "4", ""), ("b", "2.6", "7 4"), ("sparse", "1.6", "2 3"), ("sparse", "1.6", "2 3")]
+    assert styles == [("a", "4.8", ""), ("b", "3.3", "7 4"), ("sparse", "1.8", "2 3"), ("sparse", "1.8", "2 3")]
     # The lone points are level strokes one bucket wide (the one at the edge clipped), not dots.
     strokes = re.findall(r'<polyline data-series="sparse" points="([^"]+)"', chart)
     assert strokes == ["-10.0,121.0 114.0,121.0", "238.0,38.0 362.0,38.0"]
