@@ -140,7 +140,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Duration", ordering="execution_time_ms")
     def run_time(self, execution):
-        return duration(execution.execution_time_ms)
+        # A cache hit ran nothing: no duration rather than "0 ms".
+        return "—" if execution.cache_hit else duration(execution.execution_time_ms)
 
     @admin.display(description="CPU time")
     def cpu_time(self, execution):

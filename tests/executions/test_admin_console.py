@@ -79,7 +79,7 @@ def test_the_executions_list_reads_at_a_glance(admin, org, examples):
     finished = make_execution(org, version, wait=dt.timedelta(seconds=1), run_ms=1234, action="wordCount")
     Execution.objects.filter(pk=finished.pk).update(actor_id="person_7")
     make_execution(org, version, status="error", error_type="PLUGIN_ERROR", wait=dt.timedelta(0), run_ms=40)
-    make_execution(org, version, wait=dt.timedelta(0), cache_hit=True, cache_key="k")
+    make_execution(org, version, wait=dt.timedelta(0), run_ms=0, cache_hit=True, cache_key="k")
 
     page = admin.get("/admin/executions/execution/").content.decode()
     table = page[page.index('<table id="result_list">'):]
@@ -91,6 +91,7 @@ def test_the_executions_list_reads_at_a_glance(admin, org, examples):
     assert f"{finished.finished_at:%Y-%m-%d %H:%M:%S} UTC" in page and "1.23 s" in page and "person_7" in page
     assert ">success</span>" in page and ">error</span>" in page and "background:#c62828" in page
     assert re.findall(r'<td class="field-cached">([^<]*)</td>', page).count("hit") == 1
+    assert ">0 ms<" not in page  # a cache hit ran nothing
     assert "icon-no.svg" not in page and "icon-yes.svg" not in page  # no red cross for "not a cache hit"
 
 
