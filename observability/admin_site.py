@@ -9,3 +9,5 @@ class EngineAdminSite(admin.AdminSite):
     # columns need the room the navigation sidebar would take. Breadcrumbs
     # and the home page lead everywhere.
     enable_nav_sidebar = False
+    # The same dash as the console's own "nothing here" (no actor, no duration).
+    empty_value_display = "—"

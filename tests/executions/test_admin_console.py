@@ -160,5 +160,5 @@ def test_api_keys_are_labelled_active_or_revoked(admin, org):
     labels = dict(re.findall(r'<td class="field-name">([^<]+)</td><td class="field-state"><span[^>]*>(\w+)</span>', page))
     assert labels == {"kept": "Active", "withdrawn": "Revoked"}
     operators = dict(re.findall(r'<td class="field-name">([^<]+)</td>.*?<td class="field-operator">(.*?)</td>', page))
-    assert ">staff</span>" in operators["kept"] and operators["withdrawn"] == "-" and "icon-no.svg" not in page
+    assert ">staff</span>" in operators["kept"] and operators["withdrawn"] == "—" and "icon-no.svg" not in page
     assert ">Revoked</span>" in admin.get(f"/admin/quotas/apikey/{revoked.pk}/change/").content.decode()

@@ -116,6 +116,7 @@ def test_console_pages(console, org):
         "executions-list": reverse("admin:executions_execution_changelist"),
         "execution-detail": reverse("admin:executions_execution_change", args=[success.pk]),
         "execution-detail-failed": reverse("admin:executions_execution_change", args=[failure.pk]),
+        "execution-events": f"{reverse('admin:audit_auditevent_changelist')}?q={success.pk}",
         "plugin-versions": reverse("admin:plugins_plugin_change", args=[text_tools.plugin.pk]),
         "plugin-rollback-confirm": reverse("admin:plugins_plugin_activate_version",
                                            args=[text_tools.plugin.pk, first.pk]),
@@ -129,6 +130,8 @@ def test_console_pages(console, org):
         assert response.status_code == 200, name
         page_screenshot(response.content.decode(), name)
 
+    events = admin.get(pages["execution-events"]).context["cl"].result_list
+    assert [event.type for event in events] == ["plugin_action_executed"]
     listing = admin.get(pages["executions-list"]).content.decode()
     assert ">hit</td>" in listing and ">timeout</span>" in listing and "user_ada" in listing
     plugin_page = admin.get(pages["plugin-versions"]).content.decode()
