@@ -14,7 +14,9 @@ class ExecutionEventAdmin(ReadOnlyAdmin):
     list_filter = ["type", "organization"]
     list_select_related = ["organization"]
     search_fields = ["target_id", "actor_id"]
-    search_help_text = "An execution id finds the events of that execution; anything else is looked for in targets and actors."
+    search_help_text = (
+        "An execution id finds the events of that execution; anything else is looked for in targets and actors."
+    )
     date_hierarchy = "timestamp"
     fields = ["timestamp", "type", "organization", "actor_id", "target_id", "pretty_metadata"]
 

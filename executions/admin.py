@@ -75,8 +75,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ["actor_id"]
     date_hierarchy = "queued_at"
     readonly_fields = [
-        "outcome", "answered_from_cache", "timeout", "memory_limit", "logs_cut", "pretty_params", "pretty_result", "pretty_logs", "queue_wait", "run_time",
-        "cpu_time", "peak_memory", "events",
+        "outcome", "answered_from_cache", "events", "pretty_params", "timeout", "memory_limit", "pretty_result",
+        "pretty_logs", "logs_cut", "queue_wait", "run_time", "cpu_time", "peak_memory",
     ]
 
     def get_fieldsets(self, request, obj=None):

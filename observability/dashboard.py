@@ -9,13 +9,15 @@ reads the window's runs, which is fine for an operator's page up to some
 
 The worker pool's size by priority is replayed from the sentinels'
 `worker_pool_scaled` events (one query for the window's, one per priority
-that had none in it), and the latest of them are listed.
+that had none in it), and the latest of them are listed. A table gives
+each plugin's figures over the window (from the same runs) and the state of
+its circuit breakers now.
 """
 
 import datetime as dt
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.utils import timezone
@@ -123,7 +125,8 @@ def build(window_name, now=None):
     latencies = [[] for _ in range(count)]
     plugins = defaultdict(PluginFigures)
     entered, left = [], []
-    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit, cache_key, slug in window_rows(start):
+    rows = window_rows(start)
+    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit, cache_key, slug in rows:
         entered.append(queued_at)
         if started_at or finished_at:
             left.append(started_at or finished_at)
@@ -216,9 +219,7 @@ class PluginFigures:
     errors: int = 0
     hits: int = 0
     cacheable: int = 0
-
-    def __post_init__(self):
-        self.latencies = []
+    latencies: list = field(default_factory=list)  # ms, of the runs that ran (not cache hits)
 
     def count(self, error_type, time_ms, cache_hit, cache_key):
         self.runs += 1

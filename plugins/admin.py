@@ -41,6 +41,17 @@ def can_activate(request):
     return request.user.has_perm("plugins.change_pluginversion")
 
 
+def is_rollback(version, active_uploaded_at):
+    """Whether activating `version` goes back: it was uploaded before the active one."""
+    return active_uploaded_at is not None and version.created_at < active_uploaded_at
+
+
+class ShortSha256:
+    @admin.display(description="sha256")
+    def short_sha256(self, version):
+        return version.sha256[:12]
+
+
 def manifest_diff_table(old, new, old_label, new_label):
     """The fields two manifests differ in, as a table, or a sentence when there is nothing to show."""
     if old is None:
@@ -65,7 +76,7 @@ def manifest_diff_table(old, new, old_label, new_label):
     )
 
 
-class PluginVersionInline(admin.TabularInline):
+class PluginVersionInline(ShortSha256, admin.TabularInline):
     model = PluginVersion
     fields = ["version", "short_sha256", "signed_by", "state", "created_at", "switch"]
     readonly_fields = fields
@@ -85,10 +96,6 @@ class PluginVersionInline(admin.TabularInline):
         self.request = request
         return super().get_formset(request, obj, **kwargs)
 
-    @admin.display(description="sha256")
-    def short_sha256(self, version):
-        return version.sha256[:12]
-
     @admin.display(description="Active")
     def state(self, version):
         return mark_safe("<strong>active</strong>") if version.is_active else ""
@@ -97,7 +104,7 @@ class PluginVersionInline(admin.TabularInline):
     def switch(self, version):
         if version.is_active or not can_activate(self.request):
             return ""
-        rollback = self.active_uploaded_at and version.created_at < self.active_uploaded_at
+        rollback = is_rollback(version, self.active_uploaded_at)
         url = reverse("admin:plugins_plugin_activate_version", args=[version.plugin_id, version.pk])
         return format_html('<a class="button" href="{}">{} {}</a>', url, "Roll back to" if rollback else "Activate",
                            version.version)
@@ -136,7 +143,7 @@ class PluginAdmin(admin.ModelAdmin):
                                     plugin_id=plugin_id, pk=version_id)
         plugin_page = reverse("admin:plugins_plugin_change", args=[plugin_id])
         active = version.plugin.versions.defer("archive").filter(is_active=True).first()
-        rollback = active is not None and version.created_at < active.created_at
+        rollback = is_rollback(version, active.created_at if active else None)
         question = "Roll back {} to {}?" if rollback else "Activate {} {}?"
         if request.method == "POST":
             services.activate_version(version, actor_id=admin_actor_id(request))
@@ -230,7 +237,7 @@ class PluginAdmin(admin.ModelAdmin):
 
 
 @admin.register(PluginVersion)
-class PluginVersionAdmin(ReadOnlyAdmin):
+class PluginVersionAdmin(ShortSha256, ReadOnlyAdmin):
     """Versions are immutable uploads: they can be looked at and activated, nothing else."""
 
     list_display = ["__str__", "plugin", "version", "is_active", "short_sha256", "signed", "created_at"]
@@ -249,10 +256,6 @@ class PluginVersionAdmin(ReadOnlyAdmin):
 
     def has_activate_permission(self, request):
         return can_activate(request)
-
-    @admin.display(description="sha256")
-    def short_sha256(self, version):
-        return version.sha256[:12]
 
     @admin.display(description="Signed", boolean=True)
     def signed(self, version):

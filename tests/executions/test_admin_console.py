@@ -157,7 +157,8 @@ def test_api_keys_are_labelled_active_or_revoked(admin, org):
     revoked, _ = ApiKey.issue(org, name="withdrawn")
     revoked.revoke()
     page = admin.get("/admin/quotas/apikey/").content.decode()
-    labels = dict(re.findall(r'<td class="field-name">([^<]+)</td><td class="field-state"><span[^>]*>(\w+)</span>', page))
+    labels = dict(re.findall(r'<td class="field-name">([^<]+)</td><td class="field-state"><span[^>]*>(\w+)</span>',
+                             page))
     assert labels == {"kept": "Active", "withdrawn": "Revoked"}
     operators = dict(re.findall(r'<td class="field-name">([^<]+)</td>.*?<td class="field-operator">(.*?)</td>', page))
     assert ">staff</span>" in operators["kept"] and operators["withdrawn"] == "—" and "icon-no.svg" not in page
