@@ -84,7 +84,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
         # The error's fields, and the fallback's explanation ("the run
         # failed and this answer was given instead"), only where they apply.
         if obj is not None and obj.error_type:
-            outcome[1:1] = ["error_type", "error_message", "error_details", "error_traceback"]
+            error = ["error_type", "error_message", "error_details", "error_traceback"]
+            outcome[1:1] = [name for name in error if getattr(obj, name)]
         if obj is not None and obj.fallback:
             outcome.append("fallback")
         return [

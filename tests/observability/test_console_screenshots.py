@@ -132,6 +132,8 @@ def test_console_pages(console, org):
 
     events = admin.get(pages["execution-events"]).context["cl"].result_list
     assert [event.type for event in events] == ["plugin_action_executed"]
+    failed = admin.get(pages["execution-detail-failed"]).content.decode()
+    assert "the upstream answered 502" in failed and "Error traceback" in failed and "Error details" not in failed
     listing = admin.get(pages["executions-list"]).content.decode()
     assert ">hit</td>" in listing and ">timeout</span>" in listing and "user_ada" in listing
     plugin_page = admin.get(pages["plugin-versions"]).content.decode()
