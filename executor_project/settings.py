@@ -164,6 +164,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times in the admin to the second with their zone (core/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["core.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

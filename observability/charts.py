@@ -6,12 +6,18 @@ from dataclasses import dataclass
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.text import slugify
 
 WIDTH, HEIGHT = 560, 230
 LEFT, RIGHT, TOP, BOTTOM = 52, 12, 38, 26
 LEGEND_COLUMNS, LEGEND_WIDTH = 4, 125
 X_LABELS = 6
 Y_INTERVALS = 4
+# Series of one chart differ in dash as well as colour, and each is drawn
+# thinner than the one before, over it: where lines coincide (two statuses
+# at zero, three pools of the same size) each still shows.
+DASHES = ["", "7 4", "2 3", "9 3 2 3"]
+LINE_WIDTH, WIDER_BELOW = 1.8, 1.5
 
 
 @dataclass
@@ -61,30 +67,39 @@ def line_chart(title, times, series, unit=""):
         '<text x="{}" y="{}" text-anchor="middle" font-size="10" fill="#666">{}</text>',
         ((x(i), HEIGHT - 8, f"{times[i]:%H:%M}") for i in range(0, count, step)),
     )
-    lines = mark_safe("".join(_series_svg(s, times, x, y, unit) for s in series))
+    dashes = [DASHES[i % len(DASHES)] for i in range(len(series))]
+    widths = [round(LINE_WIDTH + WIDER_BELOW * (len(series) - 1 - i), 1) for i in range(len(series))]
+    step_width = plot_width / max(1, count - 1)
+    clip = f"plot-{slugify(title)}"
+    lines = mark_safe(
+        "".join(_series_svg(s, dash, width, times, x, y, unit, step_width, clip)
+                for s, dash, width in zip(series, dashes, widths))
+    )
     legend = format_html_join(
         "",
-        '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="{}" stroke-dasharray="{}"/>'
         '<text x="{}" y="{}" font-size="11" fill="#333">{}</text>',
         (
-            (column, row, s.color, column + 14, row + 9, s.name)
-            for i, s in enumerate(series)
+            (column, row + 5, column + 22, row + 5, s.color, max(2, width), dash, column + 26, row + 9, s.name)
+            for i, (s, dash, width) in enumerate(zip(series, dashes, widths))
             for column, row in [(LEFT + (i % LEGEND_COLUMNS) * LEGEND_WIDTH, 4 + (i // LEGEND_COLUMNS) * 14)]
         ),
     )
     return format_html(
         '<figure class="chart"><figcaption>{}</figcaption>'
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="100%" role="img" '
-        'aria-label="{}">{}{}{}{}'
+        'aria-label="{}"><clipPath id="{}"><rect x="{}" y="{}" width="{}" height="{}"/></clipPath>{}{}{}{}'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/></svg></figure>',
-        title, WIDTH, HEIGHT, title, grid, x_labels, lines, legend,
+        title, WIDTH, HEIGHT, title, clip, LEFT, TOP - 3, plot_width, plot_height + 6, grid, x_labels, lines, legend,
         LEFT, HEIGHT - BOTTOM, WIDTH - RIGHT, HEIGHT - BOTTOM,
     )
 
 
-def _series_svg(series, times, x, y, unit):
-    """Polylines through the consecutive known points (a gap where a value is
-    None) and a dot with a hover title on each known point."""
+def _series_svg(series, dash, width, times, x, y, unit, step_width, clip):
+    """Polylines through the consecutive known points, with a gap where a
+    value is None; a known point alone between gaps is a short level stroke
+    one bucket wide, so it reads as part of the line and not as a dot. Each
+    known point also has an invisible circle carrying its hover title."""
     segments, current = [], []
     for index, value in enumerate(series.values):
         if value is None:
@@ -92,17 +107,26 @@ def _series_svg(series, times, x, y, unit):
                 segments.append(current)
             current = []
         else:
-            current.append(f"{x(index)},{y(value)}")
+            current.append((index, value))
     if current:
         segments.append(current)
+
+    def points(segment):
+        if len(segment) > 1:
+            return " ".join(f"{x(index)},{y(value)}" for index, value in segment)
+        [(index, value)] = segment
+        middle = float(x(index))
+        return f"{middle - step_width / 2:.1f},{y(value)} {middle + step_width / 2:.1f},{y(value)}"
+
     lines = format_html_join(
         "",
-        '<polyline data-series="{}" points="{}" fill="none" stroke="{}" stroke-width="1.8"/>',
-        ((series.name, " ".join(points), series.color) for points in segments if len(points) > 1),
+        '<polyline data-series="{}" points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-dasharray="{}" '
+        'stroke-linejoin="round" clip-path="url(#{})"/>',
+        ((series.name, points(segment), series.color, width, dash, clip) for segment in segments),
     )
-    dots = format_html_join(
+    hover_targets = format_html_join(
         "",
-        '<circle data-series="{}" data-value="{}" cx="{}" cy="{}" r="2.2" fill="{}">'
+        '<circle data-series="{}" data-value="{}" cx="{}" cy="{}" r="4" fill="{}" fill-opacity="0">'
         "<title>{} {}: {}{}</title></circle>",
         (
             (series.name, value, x(i), y(value), series.color, series.name, f"{times[i]:%H:%M}", format_number(value),
@@ -111,4 +135,4 @@ def _series_svg(series, times, x, y, unit):
             if value is not None
         ),
     )
-    return lines + dots
+    return lines + hover_targets

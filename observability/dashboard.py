@@ -9,17 +9,20 @@ reads the window's runs, which is fine for an operator's page up to some
 
 The worker pool's size by priority is replayed from the sentinels'
 `worker_pool_scaled` events (one query for the window's, one per priority
-that had none in it), and the latest of them are listed.
+that had none in it), and the latest of them are listed. A table gives
+each plugin's figures over the window (from the same runs) and the state of
+its circuit breakers now.
 """
 
 import datetime as dt
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.utils import timezone
 
+from executions import breaker
 from executions.models import Execution
 
 from . import stats
@@ -48,13 +51,15 @@ MAX_ERROR_SERIES = len(PALETTE) - 1
 PRIORITY_COLORS = {"high": "#6a1b9a", "medium": "#1565c0", "low": "#00838f"}
 # The latest scaling decisions listed under the charts.
 RECENT_SCALING_ROWS = 10
+# Seconds between reloads the page offers (none by default).
+REFRESH_CHOICES = (30, 60, 300)
 
 
 def window_rows(start):
     """Runs that ended in the window or have not ended yet."""
     return Execution.objects.filter(Q(finished_at__gte=start) | Q(finished_at__isnull=True)).values_list(
         "queued_at", "started_at", "finished_at", "status", "error_type", "execution_time_ms", "cache_hit",
-        "cache_key",
+        "cache_key", "plugin_version__plugin__slug",
     )
 
 
@@ -118,8 +123,10 @@ def build(window_name, now=None):
     hits = [0] * count
     cacheable = [0] * count
     latencies = [[] for _ in range(count)]
+    plugins = defaultdict(PluginFigures)
     entered, left = [], []
-    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit, cache_key in window_rows(start):
+    rows = window_rows(start)
+    for queued_at, started_at, finished_at, status, error_type, time_ms, cache_hit, cache_key, slug in rows:
         entered.append(queued_at)
         if started_at or finished_at:
             left.append(started_at or finished_at)
@@ -134,6 +141,7 @@ def build(window_name, now=None):
             by_error[error_type][index] += 1
         if time_ms is not None and not cache_hit:  # a cache hit did not run
             latencies[index].append(time_ms)
+        plugins[slug].count(error_type, time_ms, cache_hit, cache_key)
 
     minutes = bucket_seconds / 60
     entered.sort()
@@ -159,18 +167,17 @@ def build(window_name, now=None):
             "/min",
         ),
         line_chart(
-            "Latency (ms)",
-            times,
-            [Series("p50", [stats.percentile(b, 50) for b in latencies], "#1565c0"),
-             Series("p95", [stats.percentile(b, 95) for b in latencies], "#6a1b9a")],
-            " ms",
-        ),
-        line_chart(
             "Error rate by type (% of runs)",
             times,
             [Series(name, share(counts), color) for (name, counts), color in zip(error_series(by_error), PALETTE)],
             "%",
         ),
+        # p50 and p95 apart, each on its own scale: on one, a few slow runs
+        # flatten the median against the axis.
+        line_chart("Latency p50 (ms)", times, [Series("p50", [stats.percentile(b, 50) for b in latencies], "#1565c0")],
+                   " ms"),
+        line_chart("Latency p95 (ms)", times, [Series("p95", [stats.percentile(b, 95) for b in latencies], "#6a1b9a")],
+                   " ms"),
         line_chart(
             "Cache hit rate (% of cacheable runs)", times, [Series("cache hits", share(hits, cacheable), "#00838f")], "%"
         ),
@@ -200,8 +207,47 @@ def build(window_name, now=None):
     }
     return {
         "window": window, "window_name": window_name, "windows": WINDOWS, "summary": summary, "charts": charts,
-        "pools": pools, "scaling": stats.recent_scaling(RECENT_SCALING_ROWS),
+        "plugins": plugin_rows(plugins), "pools": pools, "scaling": stats.recent_scaling(RECENT_SCALING_ROWS),
     }
+
+
+@dataclass
+class PluginFigures:
+    """One plugin's runs that ended in the window."""
+
+    runs: int = 0
+    errors: int = 0
+    hits: int = 0
+    cacheable: int = 0
+    latencies: list = field(default_factory=list)  # ms, of the runs that ran (not cache hits)
+
+    def count(self, error_type, time_ms, cache_hit, cache_key):
+        self.runs += 1
+        self.errors += bool(error_type)
+        self.hits += cache_hit
+        self.cacheable += bool(cache_key)
+        if time_ms is not None and not cache_hit:
+            self.latencies.append(time_ms)
+
+
+def plugin_rows(figures):
+    """The per-plugin table: each plugin that ran in the window or whose
+    circuit breaker is not closed now, the busiest first."""
+    breakers = defaultdict(list)
+    for state in breaker.open_breakers():
+        breakers[state["pluginId"]].append(state)
+    rows = []
+    for slug in set(figures) | set(breakers):
+        plugin = figures.get(slug, PluginFigures())
+        rows.append({
+            "plugin": slug,
+            "runs": plugin.runs,
+            "errorRate": round(100 * plugin.errors / plugin.runs, 1) if plugin.runs else None,
+            "p95": stats.percentile(plugin.latencies, 95),
+            "cacheHitRate": round(100 * plugin.hits / plugin.cacheable, 1) if plugin.cacheable else None,
+            "breakers": sorted(breakers[slug], key=lambda state: state["organizationId"] or ""),
+        })
+    return sorted(rows, key=lambda row: (-row["runs"], row["plugin"]))
 
 
 def error_series(by_error):

@@ -80,5 +80,12 @@ def dashboard_view(request):
     window = request.GET.get("window", "hour")
     if window not in dashboard.WINDOWS:
         window = "hour"
-    context = {**admin.site.each_context(request), "title": "Dashboard", **off_the_loop(dashboard.build, window)}
+    refresh = request.GET.get("refresh", "")
+    context = {
+        **admin.site.each_context(request),
+        "title": "Dashboard",
+        "refresh": int(refresh) if refresh in map(str, dashboard.REFRESH_CHOICES) else None,
+        "refresh_choices": dashboard.REFRESH_CHOICES,
+        **off_the_loop(dashboard.build, window),
+    }
     return TemplateResponse(request, "admin/observability/dashboard.html", context)

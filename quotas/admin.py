@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
-from core.admin_bases import ReadOnlyAdmin, admin_actor_id
+from core.admin_bases import ReadOnlyAdmin, admin_actor_id, badge
 
 from .actions import reset_daily_usage
 from .enforcement import utc_today
@@ -17,10 +17,32 @@ from .secrets import (
 )
 
 
+def explain_blank(formfield, placeholder, help_text=None):
+    """Say in the input itself what leaving it blank means."""
+    formfield.widget.attrs["placeholder"] = placeholder
+    # Wide enough to read it: the admin's number inputs fit six digits.
+    formfield.widget.attrs["style"] = f"width: {len(placeholder) + 4}ch"
+    if help_text:
+        formfield.help_text = help_text
+    return formfield
+
+
 @admin.register(Tier)
 class TierAdmin(admin.ModelAdmin):
     list_display = ["name", "daily_limit", "concurrent_limit", "priority", "max_memory_mb"]
     list_editable = ["daily_limit", "concurrent_limit", "priority", "max_memory_mb"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "daily_limit":
+            return explain_blank(formfield, "unlimited")
+        if db_field.name == "max_memory_mb":
+            return explain_blank(formfield, "MAX_MEMORY_MB")
+        return formfield
+
+    def changelist_view(self, request, extra_context=None):
+        subtitle = "A blank daily limit means unlimited; a blank memory ceiling means the operator's MAX_MEMORY_MB."
+        return super().changelist_view(request, {"subtitle": subtitle, **(extra_context or {})})
 
 
 @admin.register(Organization)
@@ -29,8 +51,22 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_filter = ["tier"]
     list_select_related = ["tier"]
     search_fields = ["slug", "name", "owner_email"]
-    readonly_fields = ["created_at"]
     actions = ["reset_daily_quota"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Clients and audit events name an organization by its slug: it is
+        # chosen once, at creation.
+        return ["created_at"] if obj is None else ["slug", "created_at"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "tier":
+            # Deleting a tier is not an organization's business (and fails
+            # while any organization is on it).
+            formfield.widget.can_delete_related = False
+        elif db_field.name in ("daily_limit_override", "concurrent_limit_override"):
+            return explain_blank(formfield, "the tier's", "Blank: the tier's limit applies.")
+        return formfield
 
     def get_queryset(self, request):
         today = DailyUsage.objects.filter(organization=OuterRef("pk"), day=utc_today())
@@ -75,7 +111,8 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "organization", "name", "is_staff", "created_at", "last_used_at", "revoked_at"]
+    # The state says whether a key is revoked; its change page says when.
+    list_display = ["prefix", "organization", "name", "state", "operator", "created_at", "last_used_at"]
     list_filter = ["is_staff", ("revoked_at", admin.EmptyFieldListFilter), "organization"]
     list_select_related = ["organization"]
     search_fields = ["prefix", "name", "organization__slug"]
@@ -85,7 +122,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if obj is None:
             return ["organization", "name", "is_staff"]
         return [
-            "organization", "name", "is_staff", "prefix", "hashed_secret", "created_at", "last_used_at", "revoked_at",
+            "organization", "name", "state", "is_staff", "prefix", "hashed_secret", "created_at", "last_used_at",
+            "revoked_at",
         ]
 
     def get_readonly_fields(self, request, obj=None):
@@ -96,7 +134,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if obj is None:
             return superuser_only
         # A key belongs to one organization for life; issue a new one instead.
-        return ["organization", "prefix", "hashed_secret", "created_at", "last_used_at", *superuser_only]
+        return ["organization", "state", "prefix", "hashed_secret", "created_at", "last_used_at", *superuser_only]
+
+    @admin.display(description="Operator", ordering="is_staff")
+    def operator(self, key):
+        # A word for the few staff keys, not a red cross on every other one.
+        return badge("staff", "#6a1b9a") if key.is_staff else ""
+
+    @admin.display(description="State", ordering="revoked_at")
+    def state(self, key):
+        return badge("Revoked", "#c62828") if key.is_revoked else badge("Active", "#2e7d32")
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -1,31 +1,24 @@
 """The admin dashboard: figures from the execution records, the worker pool
-replayed from the scaling events, charts drawn as inline SVG, and a
-screenshot of the page in headless Chromium."""
+replayed from the scaling events, charts drawn as inline SVG, the
+per-plugin table. (Its screenshots: test_console_screenshots.py.)"""
 
 import datetime as dt
 import re
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.staticfiles import finders
 from django.test import Client
 from django.utils import timezone
 
 from audit.events import record_event
 from audit.models import AuditEvent
-from observability import dashboard, stats
-from tests.chromium import png_size, requires_chromium, screenshot
-from tests.factories import install_source, make_execution, make_scaling_event
+from executions import breaker
+from observability import charts, dashboard, stats
+from tests.factories import make_execution, make_scaling_event
 
 MINUTE = dt.timedelta(minutes=1)
-RAISES = """
-def fail(params, ctx):
-    raise ValueError("no")
-"""
 
 
 def admin_client(staff=True):
@@ -77,7 +70,72 @@ def test_dashboard_figures_over_the_last_hour(org, examples):
     assert max(points(html, "p95")) == 400 and sorted(points(html, "cache hits")) == [0.0, 100.0]
     queue = points(html, "queued")
     assert len(queue) == 60 and queue[-1] == 2 and queue[0] == 0 and max(queue) == 2
-    assert len(dashboard.build("day")["charts"]) == 6
+    assert len(dashboard.build("day")["charts"]) == 7
+
+
+def plugin_table(html):
+    """The per-plugin table's rows as lists of cell texts."""
+    table = html[html.index('<table id="plugin-figures">'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><td>(.*?)</tr>", table, re.S)
+    return [[re.sub(r"<[^>]+>", " ", cell).split() for cell in re.split(r"</td>\s*<td[^>]*>", row)] for row in rows]
+
+
+@pytest.mark.django_db
+def test_the_plugin_table_is_computed_from_the_runs_and_the_breakers(org, make_org, examples, settings):
+    text_tools, stats_plugin, json_tools = examples["text-tools"], examples["stats"], examples["json-tools"]
+    now = timezone.now()
+    for run_ms in range(10, 210, 10):  # 20 runs: 10 ms … 200 ms
+        make_execution(org, text_tools, queued_at=now - 5 * MINUTE, wait=dt.timedelta(0), run_ms=run_ms,
+                       cache_key="k" if run_ms <= 80 else "")
+    for _ in range(2):
+        make_execution(org, text_tools, queued_at=now - 5 * MINUTE, wait=dt.timedelta(0), cache_hit=True,
+                       cache_key="k")
+    make_execution(org, text_tools, status="error", error_type="PLUGIN_ERROR", queued_at=now - 5 * MINUTE,
+                   wait=dt.timedelta(0), run_ms=3000)
+    make_execution(org, text_tools, queued_at=now - 2 * dt.timedelta(hours=2), wait=dt.timedelta(0), run_ms=9999)
+    make_execution(org, stats_plugin, status="timeout", error_type="TIMEOUT", queued_at=now - MINUTE,
+                   wait=dt.timedelta(0), run_ms=500)
+    # json-tools ran nowhere in the window, but its breaker is open for one organization.
+    settings.BREAKER_FAILURE_THRESHOLD = 2
+    globex = make_org("globex")
+    for _ in range(2):
+        breaker.record_outcome(json_tools.plugin, globex, False)
+
+    rows = plugin_table(admin_client().get("/admin/dashboard/").content.decode())
+    assert rows == [
+        # 23 runs; 1 error; p95 of the 21 that ran (10…200 and 3000): 200; hits 2 of 10 cacheable.
+        [["text-tools"], ["23"], ["4.3", "%"], ["200", "ms"], ["20.0", "%"], ["closed"]],
+        [["stats"], ["1"], ["100.0", "%"], ["500", "ms"], ["–"], ["closed"]],
+        [["json-tools"], ["0"], ["–"], ["–"], ["–"], ["open", "for", "globex"]],
+    ]
+
+
+@pytest.mark.django_db
+def test_the_dashboard_can_reload_itself():
+    client = admin_client()
+    assert 'http-equiv="refresh"' not in client.get("/admin/dashboard/").content.decode()
+    page = client.get("/admin/dashboard/?window=day&refresh=60").content.decode()
+    assert '<meta http-equiv="refresh" content="60">' in page
+    assert 'href="?window=hour&amp;refresh=60"' in page  # switching window keeps it
+    assert 'http-equiv="refresh"' not in client.get("/admin/dashboard/?refresh=1").content.decode()
+
+
+def test_series_of_one_chart_differ_in_dash_and_width_and_lone_points_are_strokes():
+    times = [dt.datetime(2026, 1, 1, 12, minute, tzinfo=dt.timezone.utc) for minute in range(5)]
+    chart = charts.line_chart("Rates", times, [
+        charts.Series("a", [0, 0, 0, 0, 0], "#111111"),
+        charts.Series("b", [0, 0, 0, 0, 0], "#222222"),
+        charts.Series("sparse", [50, None, 100, None, None], "#333333"),
+    ], "%")
+    styles = re.findall(r'<polyline data-series="(\w+)" points="[^"]+" fill="none" stroke="#\d+" '
+                        r'stroke-width="([^"]+)" stroke-dasharray="([^"]*)"', chart)
+    # Each drawn thinner over the one before, with a dash of its own.
+    assert styles == [("a", "4.8", ""), ("b", "3.3", "7 4"), ("sparse", "1.8", "2 3"), ("sparse", "1.8", "2 3")]
+    # The lone points are level strokes one bucket wide (the one at the edge clipped), not dots.
+    strokes = re.findall(r'<polyline data-series="sparse" points="([^"]+)"', chart)
+    assert strokes == ["-10.0,121.0 114.0,121.0", "238.0,38.0 362.0,38.0"]
+    assert 'r="2.2"' not in chart and points(chart, "sparse") == [50, 100]
 
 
 @pytest.mark.django_db
@@ -168,67 +226,4 @@ def test_the_dashboard_page_shows_the_pool_chart_and_the_latest_decisions(pools)
 @pytest.mark.django_db
 def test_the_dashboard_page_without_any_scaling_decision(pools):
     html = admin_client().get("/admin/dashboard/?window=day").content.decode()
-    assert "No scaling decision recorded yet." in html and html.count('<figure class="chart">') == 6
-
-
-def fill_history(org, versions):
-    """Runs over the last day, varied by minute: a few a minute over the
-    last hour, a few every quarter of an hour before."""
-    text_tools, stats = versions
-    now = timezone.now()
-    for minute in range(2, 60):
-        for n in range(2 + minute * 7 % 5):
-            make_execution(org, text_tools if n % 2 else stats, queued_at=now - minute * MINUTE,
-                           wait=dt.timedelta(seconds=75 if minute % 9 == 0 else 0.02),
-                           run_ms=30 + minute * 37 % 250 + n * 40, cache_hit=n == 3, cache_key="k" if n in (1, 3) else "")
-        for error_type, every, offset in (("PLUGIN_ERROR", 6, 0), ("TIMEOUT", 10, 3), ("NETWORK_ERROR", 15, 7)):
-            if minute % every == offset:
-                make_execution(org, stats, status="timeout" if error_type == "TIMEOUT" else "error",
-                               error_type=error_type, queued_at=now - minute * MINUTE, wait=dt.timedelta(seconds=0.05),
-                               run_ms=500 if error_type == "TIMEOUT" else 60)
-    for quarter in range(5, 96):
-        for n in range(1 + quarter % 4):
-            make_execution(org, text_tools, queued_at=now - quarter * 15 * MINUTE, wait=dt.timedelta(seconds=0.02),
-                           run_ms=40 + quarter * 13 % 300, status="error" if n == 3 else "success",
-                           error_type="PLUGIN_ERROR" if n == 3 else "")
-
-
-def static_files_inline(html):
-    """The page as a file Chromium can open without a server: /static/ URLs
-    point at the files themselves."""
-
-    def local(match):
-        found = finders.find(match[2])
-        return f'{match[1]}="{Path(found).as_uri()}"' if found else match[0]
-
-    return re.sub(r'(href|src)="/static/([^"?#]+)"', local, html)
-
-
-@pytest.mark.slow
-@requires_chromium
-def test_dashboard_screenshot_after_a_test_run(live, api, examples, org, tmp_path):
-    install_source("failing", RAISES, {"fail": "fail"})
-    fill_history(org, (examples["text-tools"], examples["stats"]))
-    # And a real run through the cluster: successes and failures of this minute.
-    for text in ("one two", "three four five", "six"):
-        assert api.post("/execute", {"pluginId": "text-tools", "actionName": "wordCount", "params": {"text": text}},
-                        format="json").status_code == 200
-    for _ in range(2):
-        assert api.post("/execute", {"pluginId": "failing", "actionName": "fail"}, format="json").status_code == 500
-
-    client = admin_client()
-    for window in ("hour", "day"):
-        response = client.get(f"/admin/dashboard/?window={window}")
-        assert response.status_code == 200
-        html = response.content.decode()
-        assert html.count('<figure class="chart">') == 6 and "cdn" not in html.lower()
-        assert sum(points(html, "success")) > 0 and max(points(html, "p95")) > 0
-        assert max(points(html, "PLUGIN_ERROR")) > 0 and max(points(html, "cache hits")) > 0
-        page = tmp_path / f"dashboard-{window}.html"
-        page.write_text(static_files_inline(html))
-        shot = screenshot(page.as_uri(), Path(settings.VAR_DIR) / "screenshots" / f"dashboard-{window}.png")
-        assert png_size(shot) == (1400, 1800)
-        # A blank or unstyled page compresses to a few KiB; charts with data do not.
-        assert shot.stat().st_size > 60_000
-    hour = client.get("/admin/dashboard/").content.decode()
-    assert max(points(hour, "queued")) >= 1
+    assert "No scaling decision recorded yet." in html and html.count('<figure class="chart">') == 7

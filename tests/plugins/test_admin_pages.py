@@ -3,7 +3,11 @@ only, JSON shown but never the archive) and the actions on API keys and
 plugins. (Organization actions and the execution pages, as the operator's
 console: tests/executions/test_admin_console.py.)"""
 
+import json
+import re
+
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from audit.models import AuditEvent
@@ -13,7 +17,8 @@ from quotas.authentication import authenticate_key
 from quotas.enforcement import utc_today
 from quotas.models import ApiKey, DailyUsage
 from tests.factories import EXAMPLE_NAMES, KEY_PATTERN
-from tests.plugins.helpers import active_versions, install
+from plugins.services import install_version
+from tests.plugins.helpers import SOURCE, active_versions, install, manifest
 
 
 @pytest.fixture
@@ -143,3 +148,79 @@ def test_admin_plugin_actions(admin_client):
     response = admin_client.post(versions, {"action": "activate", "_selected_action": both}, follow=True)
     assert "Select one version of echo" in response.content.decode()
     assert active_versions("echo") == ["1.0.0"]
+
+
+def diff_rows(page):
+    """The manifest diff table's rows as (field, before, after) texts."""
+    table = page[page.index('<table class="manifest-diff">'):]
+    table = table[:table.index("</table>")]
+    return [tuple(re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row))
+            for row in re.findall(r"<tr><td>(?:.*?)</tr>", table)]
+
+
+@pytest.mark.django_db
+def test_version_buttons_roll_back_and_activate_after_a_confirmation(admin_client):
+    first = install(version="1.0.0")
+    longer = manifest(version="1.1.0", description="echo, with a longer description")
+    second = install_version(longer, {"plugin.json": json.dumps(longer), "plugin.py": SOURCE})
+    plugin_page = reverse("admin:plugins_plugin_change", args=[first.plugin.pk])
+    roll_back = reverse("admin:plugins_plugin_activate_version", args=[first.plugin.pk, first.pk])
+    page = admin_client.get(plugin_page).content.decode()
+    assert f'<a class="button" href="{roll_back}">Roll back to 1.0.0</a>' in page
+    assert "1.1.0</a>" not in page  # the active version has no button
+
+    confirmation = admin_client.get(roll_back).content.decode()
+    assert "Roll back echo to 1.0.0?" in confirmation and 'value="Yes, roll back to 1.0.0"' in confirmation
+    assert diff_rows(confirmation) == [
+        ("description", "echo, with a longer description", "echo plugin"),
+        ("version", "1.1.0", "1.0.0"),
+    ]
+    assert active_versions("echo") == ["1.1.0"]  # looking changes nothing
+
+    response = admin_client.post(roll_back, follow=True)
+    assert response.redirect_chain[-1][0] == plugin_page
+    assert "Rolled back echo to 1.0.0." in response.content.decode()
+    assert active_versions("echo") == ["1.0.0"]
+    event = AuditEvent.objects.filter(type="plugin_state_changed").latest("pk")
+    assert event.actor_id == "admin:admin" and event.target_id == "echo"
+    assert event.metadata == {"change": "activated", "version": "1.0.0", "previousVersion": "1.1.0"}
+
+    activate = reverse("admin:plugins_plugin_activate_version", args=[first.plugin.pk, second.pk])
+    assert f'<a class="button" href="{activate}">Activate 1.1.0</a>' in response.content.decode()
+    assert "Activate echo 1.1.0?" in admin_client.get(activate).content.decode()
+    response = admin_client.post(activate, follow=True)
+    assert "Activated echo 1.1.0." in response.content.decode()
+    assert active_versions("echo") == ["1.1.0"]
+
+
+@pytest.mark.django_db
+def test_only_users_allowed_to_change_versions_see_and_use_the_buttons(client, django_user_model):
+    first = install(version="1.0.0")
+    install(version="1.1.0")
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_plugin", "view_pluginversion"]))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:plugins_plugin_change", args=[first.plugin.pk])).content.decode()
+    assert "Roll back" not in page
+    roll_back = reverse("admin:plugins_plugin_activate_version", args=[first.plugin.pk, first.pk])
+    assert client.get(roll_back).status_code == 403
+    assert client.post(roll_back).status_code == 403
+    assert active_versions("echo") == ["1.1.0"]
+
+
+@pytest.mark.django_db
+def test_a_version_page_shows_its_manifest_changes_since_the_previous_upload(admin_client):
+    first = install(version="1.0.0")
+    changed = manifest(version="2.0.0", actions={
+        "echo": {"handler": "echo", "description": "Echo the params", "params": {"type": "object"}, "timeoutMs": 900},
+        "shout": {"handler": "echo", "params": {"type": "object", "required": ["text"]}},
+    })
+    second = install_version(changed, {"plugin.json": json.dumps(changed), "plugin.py": SOURCE})
+    first_page = admin_client.get(reverse("admin:plugins_pluginversion_change", args=[first.pk])).content.decode()
+    assert "No earlier version to compare with." in first_page
+    page = admin_client.get(reverse("admin:plugins_pluginversion_change", args=[second.pk])).content.decode()
+    assert "<th>1.0.0</th><th>2.0.0</th>" in page
+    rows = dict((path, (before, after)) for path, before, after in diff_rows(page))
+    assert rows["version"] == ("1.0.0", "2.0.0") and rows["actions.echo.timeoutMs"] == ("absent", "900")
+    assert rows["actions.shout.params.required"] == ("absent", '[&quot;text&quot;]')
+    assert "actions.echo.handler" not in rows  # unchanged fields are left out

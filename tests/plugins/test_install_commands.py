@@ -119,10 +119,16 @@ def test_seed_demo_is_idempotent():
     keys = [first[-1], second[-1]]
     assert keys[0] != keys[1]
     assert all(authenticate_key(key).organization == demo for key in keys)
-    assert ApiKey.objects.filter(organization=demo, name__startswith="demo-").count() == 2
+    assert ApiKey.objects.filter(organization=demo, name__startswith="demo-", is_staff=False).count() == 2
     for lines, key in ((first, keys[0]), (second, keys[1])):
         assert lines[-3] == "Demo API key:"
         assert "curl" in lines[-2] and f"Bearer {key}" in lines[-2]
+        # And an operator key, for what only operators see (GET /stats).
+        operator_line = lines[-4]
+        assert operator_line.startswith("Operator (staff) API key, for GET /stats")
+        operator_key = operator_line.rsplit(" ", 1)[1]
+        assert authenticate_key(operator_key).is_staff and operator_key not in keys
+    assert ApiKey.objects.filter(organization=demo, name__startswith="operator-", is_staff=True).count() == 2
 
     assert get_user_model().objects.filter(username="admin", is_superuser=True).count() == 1
     assert any(line.startswith("Admin user: admin / ") for line in first)

@@ -56,8 +56,9 @@ def test_create_api_key_prints_the_key_and_stores_only_its_hash(org):
     assert secret not in record.hashed_secret and record.matches(secret)
     assert authenticate_key(key).api_key == record
 
-    staff_key = run_command("create_api_key", org.slug, "--staff")[-1]
+    *said, staff_key = run_command("create_api_key", org.slug, "--staff")
     assert authenticate_key(staff_key).is_staff
+    assert said[0].startswith("Issued operator (staff) API key ")
 
 
 @pytest.mark.django_db

@@ -24,8 +24,8 @@ DEMO_LIMITS = {"concurrent_limit_override": 500, "daily_limit_override": 1_000_0
 class Command(BaseCommand):
     help = (
         "Set up the demo: the 'demo' organization, the example plugins (public and active) and an 'admin' "
-        "superuser if there is none. Safe to run again. Issues a fresh demo API key each run, since keys are "
-        "stored hashed, and prints it alone on the last line."
+        "superuser if there is none. Safe to run again. Issues a fresh operator (staff) key and a fresh demo API "
+        "key each run, since keys are stored hashed, and prints the demo key alone on the last line."
     )
 
     def add_arguments(self, parser):
@@ -46,7 +46,10 @@ class Command(BaseCommand):
         ]
         if not no_admin:
             self.create_admin()
-        _, key = ApiKey.issue(organization, name=f"demo-{timezone.now():%Y%m%d-%H%M%S}")
+        issued = f"{timezone.now():%Y%m%d-%H%M%S}"
+        _, operator_key = ApiKey.issue(organization, name=f"operator-{issued}", is_staff=True)
+        self.stdout.write(f"Operator (staff) API key, for GET /stats and every organization's events: {operator_key}")
+        _, key = ApiKey.issue(organization, name=f"demo-{issued}")
         self.stdout.write("Demo API key:")
         if manifests:
             self.stdout.write("  " + curl_example(key, manifests[0]))

@@ -12,14 +12,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("organization", metavar="ORG_SLUG")
         parser.add_argument("--name", default="default", help="A label telling the organization's keys apart.")
-        parser.add_argument("--staff", action="store_true", help="Allow the key to call operator endpoints.")
+        parser.add_argument(
+            "--staff", action="store_true",
+            help="Issue an operator key: it calls the operator endpoints (GET /stats, every organization's events, "
+            "public plugin uploads).",
+        )
 
     def handle(self, *args, organization, name, staff, **options):
         owner = Organization.objects.filter(slug=organization).first()
         if owner is None:
             raise CommandError(f"no organization {organization!r}")
         record, key = ApiKey.issue(owner, name=name, is_staff=staff)
-        kind = "staff API key" if staff else "API key"
+        kind = "operator (staff) API key" if staff else "API key"
         self.stdout.write(
             f"Issued {kind} {record.prefix} ({name}) for {owner.slug}. Store it now: it cannot be shown again."
         )
