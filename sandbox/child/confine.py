@@ -681,8 +681,15 @@ class ChildLimits:
     cpu_seconds: int
     max_open_files: int = 64
     max_tasks: int = 16
-    # The largest file the run may write: its scratch space's size.
-    max_file_bytes: int = 0
+    # The size of the run's scratch space (the most any file there can hold).
+    scratch_bytes: int = 0
+
+    @property
+    def max_file_bytes(self):
+        """RLIMIT_FSIZE: the scratch space's size, and a page more, so that a
+        file filling it meets the tmpfs's own ENOSPC rather than EFBIG. Past
+        it, a sparse file is EFBIG."""
+        return self.scratch_bytes + resource.getpagesize() if self.scratch_bytes else 0
 
 
 def _cap(which, value):

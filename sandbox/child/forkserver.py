@@ -179,7 +179,7 @@ class Server:
         else:
             self.mark("landlock", False, "the kernel offers no Landlock")
         self.mark("landlock_scoping", *confine.landlock_scoping_state(abi, self.landlock_fd is not None))
-        confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0, max_file_bytes=self.max_scratch_bytes))
+        confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0, scratch_bytes=self.max_scratch_bytes))
 
     def has_scratch(self):
         """Runs get a scratch directory when the read-only view holds its mount point."""
@@ -284,8 +284,7 @@ class Server:
                 self.kill(run)
             self.release_scratch(run)
         scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes)
-        limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1,
-                                     max_file_bytes=scratch_bytes)
+        limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
         spare = self.spares.popleft()
         if not spare.ready():
             spare.discard()
@@ -427,7 +426,7 @@ class Server:
                 assignment = json.loads(message)
                 confine.set_run_rlimits(
                     confine.ChildLimits(memory_bytes=assignment["memoryBytes"], cpu_seconds=assignment["cpuSeconds"],
-                                        max_file_bytes=assignment["scratchBytes"]),
+                                        scratch_bytes=assignment["scratchBytes"]),
                     self.address_space_base,
                 )
                 scratch = runtime.Scratch(assignment["scratchDir"], assignment["scratchBytes"]) if assignment["scratchDir"] else None
