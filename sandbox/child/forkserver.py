@@ -283,7 +283,9 @@ class Server:
                 run.superseded = True
                 self.kill(run)
             self.release_scratch(run)
-        scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes)
+        # Without a scratch space the file size limit stays 0.
+        scratch = SCRATCH_DIR if self.has_scratch() else None
+        scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes) if scratch else 0
         limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
         spare = self.spares.popleft()
         if not spare.ready():
@@ -293,10 +295,8 @@ class Server:
         if cgroup is not None:
             cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
             cgroup.start_accounting()
-        scratch = None
-        if self.has_scratch():
-            confine.mount_scratch(SCRATCH_DIR, scratch_bytes, self.uid, self.gid)
-            scratch = SCRATCH_DIR
+        if scratch:
+            confine.mount_scratch(scratch, scratch_bytes, self.uid, self.gid)
         assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds,
                                  "scratchDir": scratch, "scratchBytes": scratch_bytes}).encode()
         socket.send_fds(spare.sock, [assignment], [channel_fd])

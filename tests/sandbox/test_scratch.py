@@ -75,6 +75,31 @@ def attack(params, ctx):
     host_intact(sandbox, result)
 
 
+def test_sqlite_works_there_with_locking_off_as_documented(sandbox, run):
+    result = run(
+        """
+import fcntl, sqlite3
+def attack(params, ctx):
+    path = _os.path.join(ctx.scratch_dir, "data.db")
+    db = sqlite3.connect("file:" + path + "?vfs=unix-none", uri=True)
+    db.execute("create table t (x)")
+    db.executemany("insert into t values (?)", [(i,) for i in range(100)])
+    db.commit()
+    total = db.execute("select sum(x) from t").fetchone()[0]
+    db.close()
+    return {"total": total, "size": _os.path.getsize(path),
+            "flock": attempt(fcntl.flock, open(path, "rb"), fcntl.LOCK_EX),
+            "default_vfs": attempt(lambda: sqlite3.connect(path).execute("select count(*) from t").fetchone())}
+"""
+    )
+    assert result.status == "success", result
+    report = result.result
+    assert report["total"] == 4950 and report["size"] > 0, report
+    # File locks stay refused (seccomp): sqlite's default locking fails.
+    assert report["flock"]["blocked"] and report["default_vfs"]["blocked"], report
+    host_intact(sandbox, result)
+
+
 WRITE_TOKEN = """
 import threading, time
 def attack(params, ctx):
