@@ -14,7 +14,7 @@ import json
 import marshal
 import os
 import sys
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from . import protocol
 
@@ -156,7 +156,10 @@ class LogStream(io.TextIOBase):
             self._pending = ""
 
 
-class Scratch(NamedTuple):
+# A dataclass, not a NamedTuple: `typing` would grow the fork-server, and
+# with it the cost of every fork.
+@dataclass(frozen=True)
+class Scratch:
     """The run's private writable directory (a tmpfs of `size_bytes`)."""
 
     path: str
