@@ -54,6 +54,9 @@ def attack(params, ctx):
     out["size"] = _os.path.getsize(handle.name)
     _os.truncate(handle.name, 10)
     out["truncated"] = _os.path.getsize(handle.name)
+    _os.chmod(handle.name, 0o600)
+    _os.utime(handle.name, (0, 0))
+    out["mode_mtime"] = [oct(_os.stat(handle.name).st_mode & 0o777), _os.stat(handle.name).st_mtime]
     _os.unlink(handle.name)
     _os.remove(d + "/sub/hard")
     stat = _os.statvfs(d)
@@ -70,6 +73,7 @@ def attack(params, ctx):
     assert report["listing"] == ["deeper", "hard", "link"]
     assert report["through_link"] == report["through_hard"] == "first line\nsecond line\n"
     assert (report["size"], report["truncated"]) == (100000, 10)
+    assert report["mode_mtime"] == ["0o600", 0.0]
     assert report["capacity"] == DEFAULT_SCRATCH_MB * MIB
     assert report["left"] == ["link", "notes.txt"]
     host_intact(sandbox, result)
