@@ -356,6 +356,27 @@ def attack(params, ctx):
             os.unlink(host_target)
 
 
+def test_it_cannot_be_unmounted_remounted_or_covered(sandbox, run):
+    result = run(
+        """
+def attack(params, ctx):
+    d = ctx.scratch_dir.encode()
+    return {
+        "umount": c_call("umount2", d, 2),
+        "remount_exec": c_call("mount", None, d, None, _ctypes.c_ulong(32), None),  # MS_REMOUNT, without noexec
+        "mount_over": c_call("mount", b"none", d, b"tmpfs", _ctypes.c_ulong(0), None),
+        "mount_parent": c_call("mount", b"none", b"/scratch", b"tmpfs", _ctypes.c_ulong(0), None),
+        "listing": _os.listdir(ctx.scratch_dir),
+    }
+"""
+    )
+    assert result.status == "success", result
+    report = result.result
+    assert report.pop("listing") == [], report
+    assert all(outcome["blocked"] and outcome["errname"] == "EPERM" for outcome in report.values()), report
+    host_intact(sandbox, result)
+
+
 def test_no_device_nodes_fifos_or_sockets(sandbox, run):
     result = run(
         """
