@@ -6,8 +6,9 @@ link, symlink) works with every layer on -- which shows the Landlock rule on
 its parent covers the tmpfs mounted below it after the ruleset was made --
 and what it must not do still fails: leave files for the next run, see
 another slot's run's files, write anywhere else (directly, through links,
-renames or `..`), make device nodes, fifos or sockets, execute or map for
-execution what it wrote, outgrow its size or its run's memory.
+renames or `..`), unmount, remount or cover it, make device nodes, fifos
+or sockets, execute or map for execution what it wrote, outgrow its size or
+its run's memory.
 
 No Django here (`-p no:django` runs it): see tests/sandbox/__init__.py.
 """
