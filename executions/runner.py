@@ -14,6 +14,7 @@ from plugins.services import plugin_bytecode
 from quotas.secrets import SecretUnreadable, stored_secrets
 from sandbox import (
     ALL_LAYERS,
+    DEFAULT_SCRATCH_MB,
     ForkServerClient,
     RunRequest,
     RunResult,
@@ -57,6 +58,7 @@ def sandbox_client():
                 slots=settings.SANDBOX_SLOTS,
                 uid_base=settings.SANDBOX_UID_BASE,
                 required_layers=required_layers(),
+                max_scratch_mb=settings.SANDBOX_MAX_SCRATCH_MB,
             )
             atexit.register(_client.close)
         return _client
@@ -82,6 +84,13 @@ def plugins_own_memory_limit_mb(manifest, ceiling=None):
     ceiling = min(ceiling or settings.MAX_MEMORY_MB, settings.MAX_MEMORY_MB)
     requested = (manifest.get("limits") or {}).get("memoryMb")
     return min(requested, ceiling) if requested else ceiling
+
+
+def scratch_mb(manifest):
+    """The run's scratch space: what the manifest asks for (checked against
+    SANDBOX_MAX_SCRATCH_MB at upload), never above that ceiling as it is now."""
+    requested = (manifest.get("limits") or {}).get("scratchMb") or DEFAULT_SCRATCH_MB
+    return min(requested, settings.SANDBOX_MAX_SCRATCH_MB)
 
 
 def secrets_for_run(organization, plugin_version, request_secrets):
@@ -117,6 +126,7 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
         timeout_ms=timeout_ms or execution.timeout_ms,
         attempt=attempt,
         memory_bytes=execution.memory_limit_mb * 1024 * 1024,
+        scratch_mb=scratch_mb(version.manifest),
         max_result_bytes=settings.MAX_RESULT_BYTES,
         max_log_bytes=settings.MAX_LOG_BYTES,
         max_log_lines=settings.MAX_LOG_LINES,

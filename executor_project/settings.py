@@ -269,6 +269,9 @@ SANDBOX_REQUIRED_LAYERS = env_list("SANDBOX_REQUIRED_LAYERS", "all")
 SANDBOX_UID_BASE = env_int("SANDBOX_UID_BASE", 200000)
 SANDBOX_SLOTS = env_int("SANDBOX_SLOTS", 64)
 SANDBOX_LOCK_DIR = env_str("SANDBOX_LOCK_DIR", str(VAR_DIR / "run" / "sandbox"))
+# The most a manifest's limits.scratchMb may ask for (a run's private tmpfs;
+# without it, 16 MiB). What a run stores there counts against its memory.
+SANDBOX_MAX_SCRATCH_MB = env_int("SANDBOX_MAX_SCRATCH_MB", 256)
 EGRESS_RATE_LIMIT_PER_MINUTE = env_int("EGRESS_RATE_LIMIT_PER_MINUTE", 10)
 EGRESS_MAX_RESPONSE_BYTES = env_int("EGRESS_MAX_RESPONSE_BYTES", 1024 * 1024)
 EGRESS_TIMEOUT_SECONDS = env_int("EGRESS_TIMEOUT_SECONDS", 10)

@@ -98,7 +98,10 @@ MANIFEST_SCHEMA = {
         "limits": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"memoryMb": {"type": "integer", "minimum": 16, "maximum": 4096}},
+            "properties": {
+                "memoryMb": {"type": "integer", "minimum": 16, "maximum": 4096},
+                "scratchMb": {"type": "integer", "minimum": 1, "maximum": 4096},
+            },
             "default": {},
         },
     },
@@ -177,27 +180,29 @@ def field_name(*parts):
     return name or "manifest"
 
 
-def validate_manifest(manifest):
+def validate_manifest(manifest, max_scratch_mb=None):
     """Check the manifest on its own; return a copy with every default filled in.
 
-    Raises ManifestError listing every problem found.
+    `max_scratch_mb` is the operator's ceiling on `limits.scratchMb` (None: the
+    schema's own). Raises ManifestError listing every problem found.
     """
     _check_structure(manifest)
-    _raise_if_any(_content_errors(manifest))
+    _raise_if_any(_content_errors(manifest, max_scratch_mb))
     return _with_defaults(manifest)
 
 
-def validate_plugin(manifest, files):
+def validate_plugin(manifest, files, max_scratch_mb=None):
     """Check the manifest and the code it describes; return the manifest with defaults.
 
     `files` maps relative paths to text. Every `.py` file must compile, import
     only the standard library and the plugin's own modules, and every handler
     must be a top-level function of the entrypoint. A plugin of one module
-    may leave out `entrypoint`: it is that module.
+    may leave out `entrypoint`: it is that module. `max_scratch_mb` as for
+    validate_manifest.
     """
     manifest = _with_sole_module_as_entrypoint(manifest, files)
     _check_structure(manifest)
-    _raise_if_any(_content_errors(manifest) + _code_errors(manifest, files))
+    _raise_if_any(_content_errors(manifest, max_scratch_mb) + _code_errors(manifest, files))
     return _with_defaults(manifest)
 
 
@@ -219,9 +224,14 @@ def _check_structure(manifest):
     _raise_if_any([{"field": field_name(*error.path), "message": error.message} for error in errors])
 
 
-def _content_errors(manifest):
-    """What the schema cannot say: params schemas, examples and domains."""
+def _content_errors(manifest, max_scratch_mb):
+    """What the schema cannot say: params schemas, examples, domains and the
+    operator's ceiling on the scratch space."""
     errors = []
+    scratch_mb = manifest.get("limits", {}).get("scratchMb")
+    if max_scratch_mb is not None and scratch_mb is not None and scratch_mb > max_scratch_mb:
+        errors.append({"field": "limits.scratchMb",
+                       "message": f"{scratch_mb} MiB is over this service's ceiling of {max_scratch_mb} MiB"})
     for name, action in manifest["actions"].items():
         errors += _action_schema_errors(name, action)
     for index, domain in enumerate(manifest.get("network", {}).get("allowedDomains", [])):

@@ -9,6 +9,7 @@ import functools
 import json
 import marshal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,7 +36,7 @@ def install_version(manifest, files, *, owner=None, activate=True, actor_id="", 
     or untrusted signature, a plugin owned by someone else, or a version
     that already exists.
     """
-    manifest = validate_plugin(manifest, files)
+    manifest = validate_plugin(manifest, files, max_scratch_mb=settings.SANDBOX_MAX_SCRATCH_MB)
     # Digested as uploaded, before plugin.json is rewritten below: that is
     # what the publisher has, and so what they sign.
     digest = files_digest(files)

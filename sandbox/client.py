@@ -31,6 +31,10 @@ FORKSERVER_BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); from child.forkserver import main; main(sys.argv[2])"
 )
 READY_TIMEOUT_SECONDS = 20
+# A run's scratch space (its private tmpfs, TMPDIR), unless it asks for
+# another size; and the most a fork-server lets a run ask for, unless told.
+DEFAULT_SCRATCH_MB = 16
+DEFAULT_MAX_SCRATCH_MB = 256
 # How long past its own deadline the host waits for the fork-server's report
 # before declaring it stuck and replacing it.
 REPORT_GRACE_SECONDS = 5
@@ -55,6 +59,9 @@ class RunRequest:
     timeout_ms: int
     memory_bytes: int
     secrets: dict = field(default_factory=dict)
+    # The size of the run's scratch space; what is written there counts
+    # against `memory_bytes` too.
+    scratch_mb: int = DEFAULT_SCRATCH_MB
     actor_id: str = ""
     attempt: int = 1
     max_result_bytes: int = 1024 * 1024
@@ -130,8 +137,10 @@ class SlotLock:
 
 
 class ForkServerClient:
-    def __init__(self, *, lock_dir, slots=64, uid_base=200000, required_layers=(), python=None):
+    def __init__(self, *, lock_dir, slots=64, uid_base=200000, required_layers=(), python=None,
+                 max_scratch_mb=DEFAULT_MAX_SCRATCH_MB):
         self.lock_dir = lock_dir
+        self.max_scratch_mb = max_scratch_mb
         self.slots = slots
         self.uid_base = uid_base
         self.required_layers = tuple(required_layers)
@@ -155,6 +164,7 @@ class ForkServerClient:
             "uid": self.slot.uid,
             "gid": self.slot.uid,
             "controlFd": server_end.fileno(),
+            "maxScratchBytes": self.max_scratch_mb << 20,
             "seccompModulePath": os.path.dirname(seccomp_spec.origin) if seccomp_spec else None,
         }
         self.process = subprocess.Popen(
@@ -212,14 +222,18 @@ class ForkServerClient:
     # -- one run --------------------------------------------------------------
 
     def run(self, request, egress_handler=None):
-        """Run one action; never raises for anything the plugin does."""
+        """Run one action; never raises for anything the plugin does (a
+        scratch space over this client's ceiling is the caller's mistake)."""
+        if not 0 < request.scratch_mb <= self.max_scratch_mb:
+            raise ValueError(f"a run's scratch space is 1 to {self.max_scratch_mb} MiB, not {request.scratch_mb}")
         self.ensure_started()
         self.run_counter += 1
         run_id = self.run_counter
         host_channel, child_channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             header = json.dumps(
-                {"runId": run_id, "timeoutMs": request.timeout_ms, "memoryBytes": request.memory_bytes}
+                {"runId": run_id, "timeoutMs": request.timeout_ms, "memoryBytes": request.memory_bytes,
+                 "scratchBytes": request.scratch_mb << 20}
             ).encode()
             outgoing = bytearray(self._request_frame(request))
             # Most requests fit the socket buffer: written before the child
@@ -360,7 +374,8 @@ class ForkServerClient:
         if report.get("timedOut") or report.get("signal") == signal.SIGXCPU:
             return _error("TIMEOUT", f"the action did not finish within {seconds:g} s", status="timeout", **measures)
         if report.get("oomKilled"):
-            return _error("MEMORY_LIMIT_EXCEEDED", f"the action went over its memory limit of {request.memory_bytes >> 20} MiB", **measures)
+            return _error("MEMORY_LIMIT_EXCEEDED", f"the action went over its memory limit of {request.memory_bytes >> 20} MiB"
+                          " (the files in its scratch space count too)", **measures)
         if not report.get("answered"):
             if report.get("signal"):
                 number = report["signal"]

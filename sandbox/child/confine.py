@@ -57,8 +57,25 @@ SYS_CLOSE_RANGE = 436
 
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_ACCESS_FS_WRITE_FILE = 1 << 1
 LANDLOCK_ACCESS_FS_READ_FILE = 1 << 2
 LANDLOCK_ACCESS_FS_READ_DIR = 1 << 3
+LANDLOCK_ACCESS_FS_REMOVE_DIR = 1 << 4
+LANDLOCK_ACCESS_FS_REMOVE_FILE = 1 << 5
+LANDLOCK_ACCESS_FS_MAKE_DIR = 1 << 7
+LANDLOCK_ACCESS_FS_MAKE_REG = 1 << 8
+LANDLOCK_ACCESS_FS_MAKE_SYM = 1 << 12
+LANDLOCK_ACCESS_FS_REFER = 1 << 13
+LANDLOCK_ACCESS_FS_TRUNCATE = 1 << 14
+# What a run may do beneath its scratch directory: files, directories and
+# symbolic links, moved and linked within it. Not granted there either:
+# executing, device nodes, fifos and sockets.
+LANDLOCK_SCRATCH_RIGHTS = (
+    LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR
+    | LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_DIR
+    | LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SYM | LANDLOCK_ACCESS_FS_REFER
+    | LANDLOCK_ACCESS_FS_TRUNCATE
+)
 LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
 LANDLOCK_SCOPE_SIGNAL = 1 << 1
 # The first ABI that scopes signals and abstract Unix sockets to the domain:
@@ -439,12 +456,15 @@ def third_party_dirs(sources):
     return sorted(found)
 
 
-def build_readonly_root(new_root, sources, hidden):
+def build_readonly_root(new_root, sources, hidden, mount_points=()):
     """Mount a tmpfs at `new_root` holding read-only binds of `sources`, with
-    `hidden` paths masked by empty read-only tmpfs, then pivot into it."""
+    `hidden` paths masked by empty read-only tmpfs, then pivot into it.
+    `mount_points` are empty directories made in it for later mounts."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     os.makedirs(new_root, exist_ok=True)
     mount("sandbox-root", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path in mount_points:
+        os.makedirs(new_root + path)
     ro_flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
     # nested sources sorted so parents are mounted before children
     for source in sources:
@@ -471,6 +491,27 @@ def build_readonly_root(new_root, sources, hidden):
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+# Files and directories a scratch space may hold, per MiB of its size: inodes
+# cost kernel memory, which the size does not count.
+SCRATCH_INODES_PER_MB = 256
+
+
+def mount_scratch(path, size_bytes, uid, gid):
+    """A fresh, empty tmpfs of `size_bytes` at `path`, owned by the run's uid.
+
+    Its pages are charged to the memory cgroup of whoever writes them: the
+    run's child, so what it stores counts against the run's memory."""
+    size_mb = max(1, size_bytes >> 20)
+    options = f"size={size_bytes},nr_inodes={size_mb * SCRATCH_INODES_PER_MB},mode=0700,uid={uid},gid={gid}"
+    mount("scratch", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+
+
+def unmount_scratch(path):
+    """Take the tmpfs out of the view at once; the kernel frees it when the
+    last file open in it (the dying child's) is closed."""
+    _check(LIBC.umount2(path.encode(), ctypes.c_int(MNT_DETACH)), f"unmount {path}")
+
+
 # --- seccomp -----------------------------------------------------------------
 
 # An allowlist: what CPython, the runtime and the standard library need, found
@@ -479,7 +520,8 @@ def build_readonly_root(new_root, sources, hidden):
 # suite. Every other call -- and any the kernel adds later -- fails with EPERM,
 # so a plugin sees an OSError, not a dead process. Left out on purpose:
 # everything that creates a process or a socket, runs a program, inspects
-# another process, changes the filesystem or the namespaces; locks and change
+# another process, changes the namespaces, makes device nodes or fifos or
+# owns files to another uid; locks and change
 # notifications on the files every run shares (two concurrent runs could
 # signal each other through them); and the larger kernel surfaces.
 SECCOMP_ALLOWED = (
@@ -494,10 +536,16 @@ SECCOMP_ALLOWED = (
     # time
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "times",
     # reading the read-only view; reading and writing descriptors it holds
+    # (Landlock and the read-only mounts confine the changes below to the
+    # run's scratch directory)
     "read", "pread64", "readv", "preadv", "preadv2", "write", "pwrite64", "writev", "pwritev", "pwritev2",
     "open", "openat", "close", "close_range", "lseek", "stat", "fstat", "lstat", "newfstatat", "statx",
     "getdents64", "readlink", "readlinkat", "access", "faccessat", "faccessat2", "getcwd", "chdir", "fchdir",
     "statfs", "fstatfs", "dup", "dup2", "dup3", "pipe", "pipe2",
+    # files in the scratch directory: no device nodes, fifos or sockets
+    "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+    "link", "linkat", "symlink", "symlinkat", "truncate", "ftruncate", "fsync", "fdatasync",
+    "chmod", "fchmod", "fchmodat", "utime", "utimes", "utimensat", "futimesat",
     "poll", "ppoll", "select", "pselect6",
     "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
     # the channel (and socketpairs, below)
@@ -589,7 +637,13 @@ def load_seccomp(prog):
 # --- Landlock ----------------------------------------------------------------
 
 
-def create_landlock_ruleset(abi, readable_root="/"):
+def create_landlock_ruleset(abi, readable_root="/", writable_dir=None):
+    """Read access beneath `readable_root`; beneath `writable_dir` (when
+    given), the scratch rights as well.
+
+    A rule covers what is mounted below its directory later, but not what is
+    mounted on the directory itself (the walk up skips a covered mount
+    point): `writable_dir` is the parent of the scratch mount point."""
     fs_rights = LANDLOCK_FS_RIGHTS_BY_ABI.get(abi, LANDLOCK_FS_ALL_LATEST)
     attr = LandlockRulesetAttr(
         handled_access_fs=fs_rights,
@@ -598,14 +652,20 @@ def create_landlock_ruleset(abi, readable_root="/"):
     )
     size = ctypes.sizeof(LandlockRulesetAttr) if abi >= LANDLOCK_SCOPING_ABI else (16 if abi >= 4 else 8)
     ruleset_fd = _check(syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)), "landlock_create_ruleset")
-    root_fd = os.open(readable_root, os.O_PATH | os.O_CLOEXEC)
-    try:
-        rule = LandlockPathBeneathAttr(allowed_access=LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, parent_fd=root_fd)
-        _check(syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)), "landlock_add_rule")
-    finally:
-        os.close(root_fd)
+    _landlock_add_rule(ruleset_fd, readable_root, LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
+    if writable_dir is not None:
+        _landlock_add_rule(ruleset_fd, writable_dir, LANDLOCK_SCRATCH_RIGHTS & fs_rights)
     os.set_inheritable(ruleset_fd, False)
     return ruleset_fd
+
+
+def _landlock_add_rule(ruleset_fd, directory, rights):
+    directory_fd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
+    try:
+        rule = LandlockPathBeneathAttr(allowed_access=rights, parent_fd=directory_fd)
+        _check(syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)), "landlock_add_rule")
+    finally:
+        os.close(directory_fd)
 
 
 def landlock_restrict_self(ruleset_fd):
@@ -621,6 +681,15 @@ class ChildLimits:
     cpu_seconds: int
     max_open_files: int = 64
     max_tasks: int = 16
+    # The size of the run's scratch space (the most any file there can hold).
+    scratch_bytes: int = 0
+
+    @property
+    def max_file_bytes(self):
+        """RLIMIT_FSIZE: the scratch space's size, and a page more, so that a
+        file filling it meets the tmpfs's own ENOSPC rather than EFBIG. Past
+        it, a sparse file is EFBIG."""
+        return self.scratch_bytes + resource.getpagesize() if self.scratch_bytes else 0
 
 
 def _cap(which, value):
@@ -632,9 +701,11 @@ def set_fixed_rlimits(limits):
 
     Harmless to the fork-server itself: it writes no regular file and, as
     root, is not counted by RLIMIT_NPROC. (It keeps many descriptors open, so
-    the open-files limit is the child's alone.)
+    the open-files limit is the child's alone.) The file size limit is 0, with
+    `limits.max_file_bytes` as its ceiling: the most a run's child, no longer
+    privileged, may raise it to for its scratch space.
     """
-    _cap(resource.RLIMIT_FSIZE, 0)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, limits.max_file_bytes))
     _cap(resource.RLIMIT_CORE, 0)
     _cap(resource.RLIMIT_NPROC, limits.max_tasks)
     _cap(resource.RLIMIT_MEMLOCK, 0)
@@ -642,8 +713,10 @@ def set_fixed_rlimits(limits):
 
 
 def set_run_rlimits(limits, address_space_base):
-    """The limits that depend on the run (memory, CPU time), and open files."""
+    """The limits that depend on the run (memory, CPU time, its scratch
+    space's size), and open files."""
     _cap(resource.RLIMIT_NOFILE, limits.max_open_files)
+    _cap(resource.RLIMIT_FSIZE, limits.max_file_bytes)
     _cap(resource.RLIMIT_AS, address_space_base + limits.memory_bytes)
     # Soft below hard: the kernel's answer at the soft limit is SIGXCPU, a
     # death the host reads as a timeout whoever looks at the clock first

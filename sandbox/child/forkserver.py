@@ -7,6 +7,13 @@ pid 1 of its pid namespace, so every child is invisible to the host and dies
 with it), pivots into a read-only view of the standard library, compiles the
 seccomp program and the Landlock ruleset, and makes its slot's cgroups.
 
+Each run has a scratch directory of its own (SCRATCH_DIR, its TMPDIR): a
+fresh tmpfs the fork-server mounts when it hands the run to a spare and takes
+away when the run ends. The mount lives in the fork-server's mount namespace
+only, and the runs of a slot come one at a time: before a run's scratch is
+mounted, every earlier child of the slot has been killed and its scratch
+unmounted, so no run ever sees another's files.
+
 Each run gets a fresh child, used once. The child is forked *ahead* of its
 run: a spare that has already entered every per-process layer (own session,
 slot uid, no_new_privs, Landlock domain, closed descriptors, seccomp) and
@@ -38,6 +45,11 @@ PREIMPORTED = (
 )
 
 SANDBOX_ROOT = "/run/plugin-sandbox-root"
+# Landlock lets a run write beneath SCRATCH_PARENT; each run's tmpfs is
+# mounted on SCRATCH_DIR, inside it (a rule does not cover a mount made on
+# its own directory).
+SCRATCH_PARENT = "/scratch"
+SCRATCH_DIR = "/scratch/run"
 # Children kept ready ahead of their runs: two, so that back-to-back runs
 # each find one that has had a whole run's time to get ready.
 SPARES = 2
@@ -85,6 +97,7 @@ class Run:
     deadline: float
     started: float
     cpu_seconds: int
+    scratch: str | None = None
     done_sock: socket.socket | None = None
     timed_out: bool = False
     superseded: bool = False
@@ -103,6 +116,7 @@ class Server:
         self.layers = {name: (True, "") for name in ALWAYS_ACTIVE}
         self.uid = config["uid"]
         self.gid = config["gid"]
+        self.max_scratch_bytes = config["maxScratchBytes"]
         self.cgroups = []
         self.seccomp_prog = None
         self.landlock_fd = None
@@ -160,11 +174,16 @@ class Server:
             self.enter_namespaces()
         abi = confine.landlock_abi()
         if abi:
-            self.landlock_fd = self.try_layer(("landlock",), lambda: confine.create_landlock_ruleset(abi))
+            writable = SCRATCH_PARENT if self.has_scratch() else None
+            self.landlock_fd = self.try_layer(("landlock",), lambda: confine.create_landlock_ruleset(abi, writable_dir=writable))
         else:
             self.mark("landlock", False, "the kernel offers no Landlock")
         self.mark("landlock_scoping", *confine.landlock_scoping_state(abi, self.landlock_fd is not None))
-        confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0))
+        confine.set_fixed_rlimits(confine.ChildLimits(memory_bytes=0, cpu_seconds=0, scratch_bytes=self.max_scratch_bytes))
+
+    def has_scratch(self):
+        """Runs get a scratch directory when the read-only view holds its mount point."""
+        return self.layers["readonly_root"][0]
 
     def enter_namespaces(self):
         """Become pid 1 of new namespaces, then pivot into the read-only view."""
@@ -192,7 +211,8 @@ class Server:
             confine.die_with_parent()
         sources = confine.readonly_view_sources()
         hidden = confine.third_party_dirs(sources)
-        self.try_layer(("readonly_root",), lambda: confine.build_readonly_root(SANDBOX_ROOT, sources, hidden))
+        self.try_layer(("readonly_root",),
+                       lambda: confine.build_readonly_root(SANDBOX_ROOT, sources, hidden, mount_points=(SCRATCH_DIR,)))
 
     def report_ready(self):
         active = {name: {"active": ok, "reason": why} for name, (ok, why) in self.layers.items()}
@@ -254,7 +274,18 @@ class Server:
         return cgroup
 
     def start_run(self, channel_fd, request):
-        previous = [run for run in self.runs if not run.superseded]
+        # The host sends a run only once it has the previous answer: a child
+        # still alive now is exiting, or is a plugin that lied about being done.
+        # Killed (it makes no further system call) and its scratch unmounted
+        # before this run's is mounted, it can never see this run's files.
+        for run in self.runs:
+            if not run.superseded:
+                run.superseded = True
+                self.kill(run)
+            self.release_scratch(run)
+        # Without a scratch space the file size limit stays 0.
+        scratch = SCRATCH_DIR if self.has_scratch() else None
+        scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes) if scratch else 0
         limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
         spare = self.spares.popleft()
         if not spare.ready():
@@ -264,7 +295,10 @@ class Server:
         if cgroup is not None:
             cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
             cgroup.start_accounting()
-        assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds}).encode()
+        if scratch:
+            confine.mount_scratch(scratch, scratch_bytes, self.uid, self.gid)
+        assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds,
+                                 "scratchDir": scratch, "scratchBytes": scratch_bytes}).encode()
         socket.send_fds(spare.sock, [assignment], [channel_fd])
         started = time.monotonic()
         os.close(channel_fd)
@@ -278,13 +312,9 @@ class Server:
                 deadline=started + request["timeoutMs"] / 1000,
                 started=started,
                 cpu_seconds=limits.cpu_seconds,
+                scratch=scratch,
             )
         )
-        # The host sends a run only once it has the previous answer: a child
-        # still alive now is exiting, or is a plugin that lied about being done.
-        for run in previous:
-            run.superseded = True
-            self.kill(run)
         self.replenish_spares()
 
     def replenish_spares(self):
@@ -322,6 +352,16 @@ class Server:
         cpu_ms, peak_bytes = run.cgroup.usage()
         self.send_report({"runId": run_id, "answered": True, "cpuMs": cpu_ms, "maxRssBytes": peak_bytes,
                           "wallMs": round((time.monotonic() - run.started) * 1000, 3)})
+        # After the report: the host has its answer without waiting for this.
+        self.release_scratch(run)
+
+    def release_scratch(self, run):
+        """Unmount the run's scratch (once the child is killed or dead). A
+        failure ends the fork-server: its next run must not share the mount
+        point with an old one (the host starts a new fork-server)."""
+        if run.scratch is not None:
+            confine.unmount_scratch(run.scratch)
+            run.scratch = None
 
     def send_report(self, report):
         try:
@@ -333,6 +373,7 @@ class Server:
         _, status, usage = os.wait4(run.pid, 0)
         os.close(run.pidfd)
         run.close_done_sock()
+        self.release_scratch(run)
         self.runs.remove(run)
         oom_killed = False
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
@@ -384,10 +425,12 @@ class Server:
                     os._exit(0)
                 assignment = json.loads(message)
                 confine.set_run_rlimits(
-                    confine.ChildLimits(memory_bytes=assignment["memoryBytes"], cpu_seconds=assignment["cpuSeconds"]),
+                    confine.ChildLimits(memory_bytes=assignment["memoryBytes"], cpu_seconds=assignment["cpuSeconds"],
+                                        scratch_bytes=assignment["scratchBytes"]),
                     self.address_space_base,
                 )
-                runtime.serve_one_run(socket.socket(fileno=fds[0]), done=child_end)
+                scratch = runtime.Scratch(assignment["scratchDir"], assignment["scratchBytes"]) if assignment["scratchDir"] else None
+                runtime.serve_one_run(socket.socket(fileno=fds[0]), done=child_end, scratch=scratch)
             finally:
                 os._exit(4)
         child_end.close()

@@ -7,12 +7,14 @@ and redacts what comes back.
 """
 
 import base64
+import errno
 import importlib.machinery
 import io
 import json
 import marshal
 import os
 import sys
+from dataclasses import dataclass
 
 from . import protocol
 
@@ -154,14 +156,31 @@ class LogStream(io.TextIOBase):
             self._pending = ""
 
 
+# A dataclass, not a NamedTuple: `typing` would grow the fork-server, and
+# with it the cost of every fork.
+@dataclass(frozen=True)
+class Scratch:
+    """The run's private writable directory (a tmpfs of `size_bytes`)."""
+
+    path: str
+    size_bytes: int
+
+
+# What a write into a full scratch space fails with: no room left (bytes or
+# files), or a file over the size limit.
+SCRATCH_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
 class Context:
-    def __init__(self, channel, secrets, logs, execution_id, actor_id, attempt=1):
+    def __init__(self, channel, secrets, logs, execution_id, actor_id, attempt=1, scratch_dir=None):
         self.secrets = dict(secrets)
         self.http = HttpClient(channel)
         self.execution_id = execution_id
         self.actor_id = actor_id
         # 1 for the first run of an execution, 2 for its first retry, …
         self.attempt = attempt
+        # The run's own empty directory (also TMPDIR), gone when it ends.
+        self.scratch_dir = scratch_dir
         self._logs = logs
 
     def log(self, *args):
@@ -245,8 +264,10 @@ def _call_handler(handler, params, ctx):
     return result
 
 
-def execute(request, channel):
+def execute(request, channel, scratch=None):
     """Run the requested action and return the outcome frame (never raises)."""
+    if scratch is not None:
+        os.environ["TMPDIR"] = scratch.path
     logs = LogBuffer(request["maxLogBytes"])
     sys.stdout = sys.stderr = LogStream(logs)
     sys.path[:] = [p for p in sys.path if "site-packages" not in p]
@@ -264,7 +285,7 @@ def execute(request, channel):
         if not callable(handler):
             raise LookupError(f"handler {request['handler']!r} is not defined by the plugin")
         ctx = Context(channel, request.get("secrets") or {}, logs, request["executionId"], request.get("actorId", ""),
-                      request.get("attempt", 1))
+                      request.get("attempt", 1), scratch_dir=scratch.path if scratch else None)
         result = _call_handler(handler, request["params"], ctx)
         try:
             encoded = _json_dumps(result)
@@ -288,10 +309,13 @@ def execute(request, channel):
         # No traceback: where the plugin noticed is none of the caller's business.
         outcome.update(status="error", errorType="VALIDATION_ERROR", message=error.message[:2000], details=error.details)
     except BaseException as error:  # the plugin's failure, whatever it raised
+        message = f"{type(error).__name__}: {error}"
+        if scratch is not None and isinstance(error, OSError) and error.errno in SCRATCH_FULL_ERRNOS:
+            message = f"the run's scratch space ({scratch.size_bytes / (1 << 20):g} MiB) is full: {message}"
         outcome.update(
             status="error",
             errorType="PLUGIN_ERROR",
-            message=f"{type(error).__name__}: {error}"[:2000],
+            message=message[:2000],
             traceback=_plugin_traceback(error),
         )
     sys.stdout.flush()
@@ -333,7 +357,7 @@ def warm_up():
 DONE = b"done"
 
 
-def serve_one_run(channel, done):
+def serve_one_run(channel, done, scratch=None):
     """Read the run request, execute it, reply, and leave without cleanup.
 
     The channel is shut down and DONE written on `done` (the child's socket
@@ -343,7 +367,7 @@ def serve_one_run(channel, done):
     """
     try:
         request = protocol.recv_frame(channel)
-        outcome = execute(request, channel)
+        outcome = execute(request, channel, scratch)
         try:
             protocol.send_frame(channel, outcome)
         except MemoryError:

@@ -1,13 +1,14 @@
-"""A manifest's `limits.memoryMb` and an action's `timeoutMs` are honoured,
-never above the operator's (or the tier's) maxima."""
+"""A manifest's `limits.memoryMb`, `limits.scratchMb` and an action's
+`timeoutMs` are honoured, never above the operator's (or the tier's) maxima."""
 
 import time
 
 import pytest
 
 from executions.models import Execution
-from executions.runner import memory_limit_mb
+from executions.runner import memory_limit_mb, scratch_mb
 from executions.submission import effective_timeout_ms
+from plugins.manifest import ManifestError
 from tests.factories import install_source
 
 ALLOCATES = """
@@ -36,6 +37,57 @@ def test_memory_limit_is_the_manifest_s_within_the_operator_and_tier_ceilings(or
     # A tier cannot lift the operator's ceiling either.
     org.tier.max_memory_mb = 2048
     assert memory_limit_mb(org, {"limits": {"memoryMb": 1024}}) == 512
+
+
+def test_scratch_space_is_the_manifest_s_within_the_operator_s_ceiling(settings):
+    settings.SANDBOX_MAX_SCRATCH_MB = 64
+    assert scratch_mb({}) == 16
+    assert scratch_mb({"limits": {"scratchMb": 4}}) == 4
+    # Uploaded under a higher ceiling, run under the lower one.
+    assert scratch_mb({"limits": {"scratchMb": 128}}) == 64
+
+
+@pytest.mark.django_db
+def test_an_upload_asking_for_more_scratch_than_the_ceiling_is_refused(settings):
+    settings.SANDBOX_MAX_SCRATCH_MB = 32
+    with pytest.raises(ManifestError) as refused:
+        install_source("hoarder", ALLOCATES, {"allocate": "allocate"}, limits={"scratchMb": 64})
+    assert refused.value.errors == [{"field": "limits.scratchMb", "message": "64 MiB is over this service's ceiling of 32 MiB"}]
+
+
+USES_SCRATCH = """
+import os, tempfile
+
+def store(params, ctx):
+    before = os.listdir(ctx.scratch_dir)
+    with tempfile.NamedTemporaryFile("w", dir=ctx.scratch_dir, suffix=".txt", delete=False) as handle:
+        handle.write(params["text"])
+    with open(handle.name) as stored:
+        return {"before": before, "after": os.listdir(ctx.scratch_dir), "read": stored.read(),
+                "tmpdir": tempfile.gettempdir() == ctx.scratch_dir}
+
+def fill(params, ctx):
+    with open(os.path.join(ctx.scratch_dir, "big"), "wb") as handle:
+        while True:
+            handle.write(b"x" * 65536)
+"""
+
+
+@pytest.mark.slow
+def test_a_plugin_uses_its_scratch_space_through_the_api(live, api):
+    install_source("scratchy", USES_SCRATCH, {"store": "store", "fill": "fill"}, limits={"scratchMb": 4})
+
+    def execute(action, **params):
+        return api.post("/execute", {"pluginId": "scratchy", "actionName": action, "params": params}, format="json")
+
+    for text in ("first", "second"):
+        stored = execute("store", text=text)
+        assert stored.status_code == 200, stored.json()
+        result = stored.json()["result"]
+        assert result["before"] == [] and len(result["after"]) == 1 and result["read"] == text and result["tmpdir"]
+    full = execute("fill")
+    assert full.status_code == 500 and full.json()["error"]["type"] == "PLUGIN_ERROR", full.json()
+    assert full.json()["error"]["message"].startswith("the run's scratch space (4 MiB) is full"), full.json()
 
 
 def test_timeout_is_the_request_s_or_the_action_s_within_the_operator_maximum(settings):

@@ -30,6 +30,8 @@ def test_sandbox_check_lists_every_layer_and_ends_with_json(capsys):
         assert any(line.startswith(name) and "active" in line for line in lines)
     summary = json.loads(lines[-1])
     assert summary["ok"] is True and summary["missing"] == [] and summary["probe"] == "success"
+    # The probe wrote and read back a file in its scratch space.
+    assert any(line.startswith("scratch space: /scratch/run, 16 MiB") for line in lines), lines
 
 
 def test_client_refuses_to_run_when_a_required_layer_is_missing(tmp_path):

@@ -59,9 +59,9 @@ def files(source=SOURCE, **more):
     return {"plugin.json": json.dumps(MANIFEST), "plugin.py": source, **more}
 
 
-def errors_of(call, *args):
+def errors_of(call, *args, **kwargs):
     with pytest.raises(ManifestError) as caught:
-        call(*args)
+        call(*args, **kwargs)
     return {error["field"]: error["message"] for error in caught.value.errors}
 
 

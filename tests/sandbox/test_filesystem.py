@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from sandbox.child.forkserver import SCRATCH_DIR
 from tests.factories import ROOT
 from tests.sandbox.helpers import CANARY, STDLIB, TOKEN, host_intact, result_text
 
@@ -188,7 +189,8 @@ def attack(params, ctx):
 """
     )
     assert result.status == "success", result
-    assert result.result == {"environ": {}, "canary": None, "libc_getenv": False}
+    # TMPDIR, the run's scratch directory, is all there is (tests/sandbox/test_scratch.py).
+    assert result.result == {"environ": {"TMPDIR": SCRATCH_DIR}, "canary": None, "libc_getenv": False}
     host_intact(sandbox, result)
 
 

@@ -1,12 +1,24 @@
 import json
 import tempfile
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from executions.runner import required_layers
-from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable, seccomp_allowlist
+from sandbox import ALL_LAYERS, DEFAULT_SCRATCH_MB, ForkServerClient, RunRequest, SandboxUnavailable, seccomp_allowlist
 
-PROBE = "def probe(params, ctx):\n    return {'echo': params['value']}\n"
+# Echoes its value through a file in its scratch space (when it has one).
+PROBE = """
+import os
+def probe(params, ctx):
+    if ctx.scratch_dir is None:
+        return {"echo": params["value"], "scratch": None}
+    path = os.path.join(ctx.scratch_dir, "probe")
+    with open(path, "w") as handle:
+        handle.write(str(params["value"]))
+    with open(path) as handle:
+        return {"echo": int(handle.read()), "scratch": ctx.scratch_dir}
+"""
 
 
 class Command(BaseCommand):
@@ -18,7 +30,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         required = required_layers()
         with tempfile.TemporaryDirectory() as lock_dir:
-            client = ForkServerClient(lock_dir=lock_dir, required_layers=required)
+            client = ForkServerClient(lock_dir=lock_dir, required_layers=required,
+                                      max_scratch_mb=settings.SANDBOX_MAX_SCRATCH_MB)
             try:
                 # Progress on stderr: stdout is the report, its last line read by scripts.
                 self.stderr.write("Starting a fork-server and entering its isolation layers…")
@@ -49,9 +62,15 @@ class Command(BaseCommand):
         for entry in allowed:
             self.stdout.write(f"  {entry}")
         missing = [name for name in required if not layers.get(name, {}).get("active")]
-        probe_ok = probe is not None and probe.status == "success" and probe.result == {"echo": 42}
+        probe_ok = probe is not None and probe.status == "success" and (probe.result or {}).get("echo") == 42
         if probe is not None:
             self.stdout.write(f"probe run: {probe.status} in {probe.wall_ms:.1f} ms" + (f" ({probe.error_type}: {probe.message})" if probe.error_type else ""))
+        if probe_ok:
+            scratch = probe.result["scratch"]
+            self.stdout.write(
+                f"scratch space: {scratch}, {DEFAULT_SCRATCH_MB} MiB unless the manifest asks for up to "
+                f"{settings.SANDBOX_MAX_SCRATCH_MB} MiB" if scratch else "scratch space: none (needs the readonly_root layer)"
+            )
         summary = {
             "ok": not missing and probe_ok,
             "active": sorted(n for n in ALL_LAYERS if layers.get(n, {}).get("active")),
