@@ -18,6 +18,7 @@ from audit.models import AuditEvent
 from .archive import build_archive, files_from_zip, sha256_hex
 from .manifest import MANIFEST_NAME, ManifestError, validate_plugin
 from .models import Plugin, PluginVersion
+from .packages import importable_names
 from .signing import files_digest, verify_signature
 
 # Decoded archives kept per process; a worker serving many plugins holds at
@@ -35,7 +36,7 @@ def install_version(manifest, files, *, owner=None, activate=True, actor_id="", 
     or untrusted signature, a plugin owned by someone else, or a version
     that already exists.
     """
-    manifest = validate_plugin(manifest, files)
+    manifest = validate_plugin(manifest, files, importable_names(files))
     # Digested as uploaded, before plugin.json is rewritten below: that is
     # what the publisher has, and so what they sign.
     digest = files_digest(files)
@@ -165,7 +166,8 @@ def set_plugin_owner(plugin, owner, *, actor_id=""):
 
 
 def plugin_files(version):
-    """The version's files as {relative path: text}, ready to send to the sandbox.
+    """The version's text files as {relative path: text}, ready to send to the
+    sandbox (its wheels reach runs unpacked: plugins.packages).
 
     Archives are immutable and named by their sha256, so decoded ones are
     cached in the process; on a hit the archive bytes are never loaded, so
@@ -199,4 +201,4 @@ def _files_by_sha256(sha256):
     archive = PluginVersion.objects.filter(sha256=sha256).values_list("archive", flat=True).first()
     if archive is None or sha256_hex(bytes(archive)) != sha256:
         raise ManifestError.single("archive", f"no stored archive matches sha256 {sha256}")
-    return files_from_zip(bytes(archive))
+    return {path: text for path, text in files_from_zip(bytes(archive)).items() if isinstance(text, str)}

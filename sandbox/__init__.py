@@ -5,13 +5,14 @@ This module is the whole interface the service uses: start a
 `ForkServerClient`, hand it a `RunRequest` and an egress handler, get a
 `RunResult`; `SandboxUnavailable` when a required layer is missing;
 `ALL_LAYERS` and `describe_host()` to report what the host supports;
-`seccomp_allowlist()`, the system calls a run may make.
+`seccomp_allowlist()`, the system calls a run may make; `make_private_parent`
+for the directory of vendored package trees.
 `child/` holds what runs inside the fork-server and its children.
 """
 
 from .child.confine import ALL_LAYERS, describe_host, seccomp_allowlist
 from .child.forkserver import SPARES
-from .client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable
+from .client import ForkServerClient, RunRequest, RunResult, SandboxUnavailable, make_private_parent
 
 __all__ = ["ALL_LAYERS", "SPARES", "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host",
-           "seccomp_allowlist"]
+           "make_private_parent", "seccomp_allowlist"]

@@ -148,8 +148,9 @@ class ForkServerClient:
         `shared_packages_dir` is a site-packages directory every run may
         import from. Both are mounted read-only into the view."""
         self.lock_dir = lock_dir
-        self.vendored_packages_dir = vendored_packages_dir
-        self.shared_packages_dir = shared_packages_dir
+        # The fork-server starts in "/": relative paths would name other places.
+        self.vendored_packages_dir = vendored_packages_dir and os.path.abspath(vendored_packages_dir)
+        self.shared_packages_dir = shared_packages_dir and os.path.abspath(shared_packages_dir)
         self.slots = slots
         self.uid_base = uid_base
         self.required_layers = tuple(required_layers)
