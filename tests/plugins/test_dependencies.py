@@ -19,7 +19,14 @@ import pytest
 from plugins.models import PluginVersion
 from plugins.packages import _unpack, package_tree, tree_name
 from tests.factories import EXAMPLES, install_folder
-from tests.plugins.helpers import assert_nothing_stored, assert_validation_error, manifest, upload, zip_of
+from tests.plugins.helpers import (
+    assert_nothing_stored,
+    assert_validation_error,
+    example_zip,
+    manifest,
+    upload,
+    zip_of,
+)
 
 USES_TINYLIB = "import tinylib\n\ndef echo(params, ctx):\n    return {'value': tinylib.VALUE}\n"
 
@@ -177,12 +184,6 @@ def test_a_version_without_wheels_has_no_tree(db, settings, tmp_path):
     settings.PLUGIN_PACKAGES_DIR = str(tmp_path / "plugin-packages")
     assert package_tree(install_folder(EXAMPLES / "stats")) == ""
     assert not (tmp_path / "plugin-packages").exists()
-
-
-def example_zip(name):
-    folder = EXAMPLES / name
-    return zip_of(*[(path.relative_to(folder).as_posix(), path.read_bytes())
-                    for path in sorted(folder.rglob("*")) if path.is_file() and "__pycache__" not in path.parts])
 
 
 @pytest.mark.slow
