@@ -239,7 +239,7 @@ def _missing_module_hint(error):
     if not isinstance(error, ModuleNotFoundError):
         return ""
     if "shared" not in package_roots:
-        return " (this node has no shared packages: its operator has not set SANDBOX_SHARED_PACKAGES)"
+        return " (this node has no shared packages: SANDBOX_SHARED_PACKAGES is unset, or missing here)"
     return " (not in the standard library, the plugin's vendored wheels or this node's shared packages)"
 
 
