@@ -176,6 +176,14 @@ def plugin_files(version):
     return dict(_files_by_sha256(version.sha256))
 
 
+def stored_file_sizes(version):
+    """{relative path: bytes} of every file the version stores, wheels included."""
+    return {
+        path: len(content if isinstance(content, bytes) else content.encode())
+        for path, content in files_from_zip(bytes(version.archive)).items()
+    }
+
+
 def plugin_bytecode(version):
     """The version's Python modules compiled, as {relative path: marshal bytes}.
 

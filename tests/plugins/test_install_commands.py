@@ -137,3 +137,13 @@ def test_seed_demo_is_idempotent():
 def test_seed_demo_without_admin():
     run_command("seed_demo", "--no-admin")
     assert not get_user_model().objects.exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_without_the_shared_packages_leaves_out_what_needs_them(settings):
+    settings.SANDBOX_SHARED_PACKAGES = ""
+    lines = run_command("seed_demo", "--no-admin")
+    skipped = [line for line in lines if line.startswith("Plugin matrix-tools: not installed")]
+    assert skipped and "imports 'numpy'" in skipped[0] and "make shared-packages" in skipped[0], lines
+    assert sorted(Plugin.objects.values_list("slug", flat=True)) == [n for n in EXAMPLE_NAMES if n != "matrix-tools"]
+    assert lines[-3] == "Demo API key:"
