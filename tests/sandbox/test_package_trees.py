@@ -5,17 +5,24 @@ The parent of the vendored trees is bound read-only (and noexec) into every
 child's view, so that a version unpacked after the fork-server started is
 there too; it is 0711, so a run reaches the tree it is told the name of and
 cannot list the others. The shared set is bound read-only and is on every
-run's sys.path. (The host side, which unpacks validated wheels into trees
-named by a keyed hash, is tested in tests/plugins.)
+run's sys.path. numpy from the set the suite builds (deploy/shared-packages.txt)
+runs on one thread, and fails within its limits when given too little
+memory. (The host side, which unpacks validated wheels into trees named by
+a keyed hash, is tested in tests/plugins.)
 """
 
+import concurrent.futures
 import os
 import shutil
+import sys
+import threading
+import time
 
+import psutil
 import pytest
 
 from sandbox import ALL_LAYERS, ForkServerClient
-from tests.sandbox.helpers import UID_BASE, host_intact, plugin, run_on
+from tests.sandbox.helpers import CONTAINED_ERRORS, UID_BASE, host_intact, plugin, run_on
 
 OWN_TREE = "a3f1c0de" * 4
 OTHER_TREE = "0b7e55ed" * 4
@@ -121,3 +128,63 @@ def test_a_module_missing_at_run_time_says_where_it_was_looked_for(sandbox, run)
     assert result.error_type == "PLUGIN_ERROR"
     assert "No module named 'not_a_module_anywhere'" in result.message
     assert "SANDBOX_SHARED_PACKAGES" in result.message
+
+
+# -- the operator's numpy, for real -------------------------------------------
+
+NUMPY = """
+import time
+started = time.perf_counter()
+import numpy
+imported = time.perf_counter()
+def attack(params, ctx):
+    a = numpy.random.default_rng(1).random((300, 300))
+    product = a @ a.T  # OpenBLAS starts its threads, if it would, on first use
+    time.sleep(params.get("linger", 0))
+    return {"import_ms": (imported - started) * 1000, "symmetric": bool(numpy.allclose(product, product.T))}
+"""
+
+
+@pytest.fixture(scope="module")
+def numpy_client(sandbox, shared_packages):
+    """A client given the shared set the suite builds (tests/conftest.py)."""
+    venv_site = os.path.join(shared_packages, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+    client = ForkServerClient(lock_dir=sandbox.lock_dir, uid_base=UID_BASE, required_layers=list(ALL_LAYERS),
+                              shared_packages_dir=venv_site if os.path.isdir(venv_site) else shared_packages)
+    client.ensure_started()
+    yield client
+    client.close()
+
+
+def _most_threads_of_runs(client, stop):
+    """The most threads any process under the fork-server had while `stop` was unset."""
+    most = 0
+    while not stop.is_set():
+        for child in psutil.Process(client.process.pid).children(recursive=True):
+            try:
+                most = max(most, child.num_threads())
+            except psutil.Error:
+                continue
+        time.sleep(0.02)
+    return most
+
+
+def test_numpy_from_the_shared_set_runs_on_one_thread(sandbox, numpy_client):
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(_most_threads_of_runs, numpy_client, stop)
+        result = run_on(numpy_client, NUMPY, {"linger": 0.5}, timeout_ms=5000, memory_mb=256)
+        stop.set()
+        most_threads = watching.result()
+    assert result.status == "success", result
+    assert result.result["symmetric"] is True
+    # OpenBLAS would start one thread per CPU; the child's environment holds it to one.
+    assert most_threads == 1
+    host_intact(sandbox, result)
+
+
+def test_numpy_under_too_little_memory_fails_within_its_limits(sandbox, numpy_client):
+    result = run_on(numpy_client, NUMPY, {}, timeout_ms=1000, memory_mb=48)
+    assert result.status != "success" and result.error_type in CONTAINED_ERRORS, result
+    assert result.elapsed < 5
+    host_intact(sandbox, result)
