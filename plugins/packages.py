@@ -55,14 +55,21 @@ def shared_site_packages():
 
 @functools.lru_cache(maxsize=8)
 def _top_level_modules(site):
+    """Modules (`name.py`, extension modules) and packages (folders holding
+    Python somewhere: namespace packages have no __init__.py) at the top of
+    a site directory; not the scripts or bundled libraries beside them."""
     names = set()
     for entry in os.scandir(site):
         name = entry.name.split(".")[0]
-        if entry.name.endswith((".dist-info", ".egg-info", ".pth")) or not name.isidentifier():
+        if not name.isidentifier() or entry.name.endswith((".dist-info", ".egg-info")):
             continue
-        if entry.is_dir() or entry.name.endswith((".py", ".so")):
+        if entry.is_dir() and _holds_python(entry.path) or entry.name.endswith((".py", ".so")):
             names.add(name)
     return frozenset(names)
+
+
+def _holds_python(folder):
+    return any(name.endswith(".py") for _, _, names in os.walk(folder) for name in names)
 
 
 def tree_name(sha256):
@@ -107,12 +114,13 @@ def _unpack(sha256, name):
                 os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
                 with open(target, "xb") as handle:
                     handle.write(content)
-                os.chmod(target, 0o644)
-        # Whatever this process's umask: the runs' uids must read the tree.
-        for directory, _, _ in os.walk(staging):
-            os.chmod(directory, 0o755)
         # Runs cannot write bytecode; compiling executes nothing.
         compileall.compile_dir(staging, quiet=2, workers=1)
+        # Whatever this process's umask: the runs' uids must read the tree.
+        for directory, _, names in os.walk(staging):
+            os.chmod(directory, 0o755)
+            for name in names:
+                os.chmod(os.path.join(directory, name), 0o644)
         os.rename(staging, os.path.join(parent, name))
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
