@@ -117,10 +117,10 @@ def _unpack(sha256, name):
         # Runs cannot write bytecode; compiling executes nothing.
         compileall.compile_dir(staging, quiet=2, workers=1)
         # Whatever this process's umask: the runs' uids must read the tree.
-        for directory, _, names in os.walk(staging):
+        for directory, _, file_names in os.walk(staging):
             os.chmod(directory, 0o755)
-            for name in names:
-                os.chmod(os.path.join(directory, name), 0o644)
+            for file_name in file_names:
+                os.chmod(os.path.join(directory, file_name), 0o644)
         os.rename(staging, os.path.join(parent, name))
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
