@@ -161,13 +161,20 @@ def test_the_lock_file_pins_every_wheel_by_hash(api):
 def test_a_version_is_unpacked_once_per_node_into_a_private_tree(db, settings, tmp_path):
     settings.PLUGIN_PACKAGES_DIR = str(tmp_path / "plugin-packages")
     version = install_folder(EXAMPLES / "table-report")
-    name = package_tree(version)
+    umask = os.umask(0o077)  # a strict worker's: the runs' uids must read the tree all the same
+    try:
+        name = package_tree(version)
+    finally:
+        os.umask(umask)
     tree = tmp_path / "plugin-packages" / name
     assert name == tree_name(version.sha256) and len(name) == 32
     assert stat.S_IMODE(os.stat(tree.parent).st_mode) == 0o711
     assert stat.S_IMODE(os.stat(tree).st_mode) == 0o755
-    assert (tree / "tabulate" / "__init__.py").is_file()
-    assert list((tree / "tabulate" / "__pycache__").glob("__init__.*.pyc")), "compiled once, as runs cannot"
+    assert stat.S_IMODE(os.stat(tree / "tabulate" / "__init__.py").st_mode) == 0o644
+    compiled = list((tree / "tabulate" / "__pycache__").glob("__init__.*.pyc"))
+    assert compiled, "compiled once, as runs cannot"
+    assert stat.S_IMODE(os.stat(compiled[0]).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(compiled[0].parent).st_mode) == 0o755
     # Another node (or this one, its disk wiped) unpacks again from the database.
     before = (tree / "tabulate" / "__init__.py").read_bytes()
     os.rename(tree, tmp_path / "gone")
