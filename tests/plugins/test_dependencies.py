@@ -16,8 +16,10 @@ import zipfile
 
 import pytest
 
+from plugins.archive import load_plugin_source
 from plugins.models import PluginVersion
 from plugins.packages import _unpack, package_tree, tree_name
+from plugins.signing import files_digest
 from tests.factories import EXAMPLES, install_folder
 from tests.plugins.helpers import (
     assert_nothing_stored,
@@ -218,3 +220,14 @@ def test_the_dependency_examples_upload_and_run_in_the_sandbox(live, api, org):
                                      "params": {"a": [[1, 2], [2, 4]], "b": [1, 2]}}, format="json")
     assert singular.status_code == 400 and "singular" in singular.json()["error"]["message"]
     assert PluginVersion.objects.filter(plugin__slug="table-report").count() == 1
+
+
+def test_the_signed_digest_covers_the_wheels_as_they_are():
+    _, files = load_plugin_source(EXAMPLES / "table-report")
+    wheel_path = "vendor/tabulate-0.9.0-py3-none-any.whl"
+    listing = "".join(
+        f"{hashlib.sha256((EXAMPLES / 'table-report' / path).read_bytes()).hexdigest()} {len(path)} {path}\n"
+        for path in sorted(files)
+    )
+    assert files_digest(files) == hashlib.sha256(listing.encode()).hexdigest()
+    assert files_digest({**files, wheel_path: files[wheel_path] + b"\0"}) != files_digest(files)
