@@ -1,7 +1,8 @@
 """Plugin dependencies: vendored wheels refused at upload for every kind of
 problem (native code, altered files, .pth, paths, tags, sizes, the lock
-file, imports nothing provides), each naming the wheel and the file; an
-accepted version unpacked once per node into its own tree; and the two
+file, imports nothing provides), each naming the wheel and the file; the
+signed digest covering wheels; an accepted version unpacked once per node
+into its own tree; and the two
 examples that depend on packages -- table-report (a vendored wheel) and
 matrix-tools (numpy from the operator's shared set) -- uploaded through the
 API and run through the real cluster and sandbox."""
