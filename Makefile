@@ -8,7 +8,7 @@ export PORT
 # wiped when the service or the suite starts, so counts start from zero.
 METRICS_DIR := $(or $(PROMETHEUS_MULTIPROC_DIR),$(or $(VAR_DIR),var)/prometheus)
 
-.PHONY: setup system-deps test-deps run run-node web worker test test-scale bench clean
+.PHONY: setup system-deps test-deps shared-packages run run-node web worker test test-scale bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,24 @@ test-deps:
 			chromium fonts-dejavu-core; \
 	fi
 
+# The operator's shared packages (deploy/shared-packages.txt) in a virtualenv
+# of their own, which the sandbox mounts read-only for every run. Kept under
+# the checkout's var/, not VAR_DIR: every service and test run of this
+# checkout shares the one build. Binary wheels only, so no package's build
+# script ever runs here; compiled to bytecode here, as runs cannot write it.
+SHARED_PACKAGES := $(CURDIR)/var/shared-packages
+$(SHARED_PACKAGES)/.installed: deploy/shared-packages.txt | $(BIN)/python
+	rm -rf "$(SHARED_PACKAGES)"
+	$(BIN)/python -m venv --without-pip "$(SHARED_PACKAGES)"
+	$(BIN)/pip install -q --disable-pip-version-check --only-binary=:all: --target "$$($(SHARED_PACKAGES)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+		-r deploy/shared-packages.txt
+	touch $@
+shared-packages: $(SHARED_PACKAGES)/.installed
+# The service and the suite use it unless SANDBOX_SHARED_PACKAGES says
+# otherwise (empty: no shared set, and nothing is built).
+export SANDBOX_SHARED_PACKAGES ?= $(SHARED_PACKAGES)
+SHARED_PACKAGES_BUILD := $(if $(filter $(SHARED_PACKAGES),$(SANDBOX_SHARED_PACKAGES)),$(SHARED_PACKAGES)/.installed)
+
 setup: system-deps $(VENV)/.installed
 	@mkdir -p var
 	$(BIN)/python manage.py migrate --noinput -v 0
@@ -40,7 +58,7 @@ setup: system-deps $(VENV)/.installed
 # stops everything, clusters draining their runs (docs/operations.md).
 SERVICE_VAR_DIR := $(abspath $(or $(VAR_DIR),var))
 SHUTDOWN_GRACE_SECONDS ?= 30
-run: setup
+run: setup $(SHARED_PACKAGES_BUILD)
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python manage.py seed_demo
 	@mkdir -p "$(SERVICE_VAR_DIR)/run" "$(SERVICE_VAR_DIR)/log"
@@ -59,13 +77,13 @@ run-node:
 	@[ -n "$$SECRET_KEY" ] && [ -n "$$PORT" ] || { echo "run-node: set SECRET_KEY (the same for every node) and PORT (free on this machine)" >&2; exit 2; }
 	VAR_DIR="$(CURDIR)/var/nodes/$(NODE)" exec $(MAKE) --no-print-directory run
 
-test: setup test-deps
+test: setup test-deps $(SHARED_PACKAGES_BUILD)
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	$(BIN)/python -m pytest -q
 
 # The same suite on PostgreSQL and Redis, as several nodes share them: private
 # servers started for it and removed after (deploy/ci/with-private-servers.sh).
-test-scale: setup test-deps
+test-scale: setup test-deps $(SHARED_PACKAGES_BUILD)
 	rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	deploy/ci/with-private-servers.sh $(BIN)/python -m pytest -q
 

@@ -10,6 +10,8 @@ import threading
 
 from django.conf import settings
 
+from plugins.manifest import ManifestError
+from plugins.packages import package_tree, shared_site_packages
 from plugins.services import plugin_bytecode
 from quotas.secrets import SecretUnreadable, stored_secrets
 from sandbox import (
@@ -59,6 +61,8 @@ def sandbox_client():
                 uid_base=settings.SANDBOX_UID_BASE,
                 required_layers=required_layers(),
                 max_scratch_mb=settings.SANDBOX_MAX_SCRATCH_MB,
+                vendored_packages_dir=settings.PLUGIN_PACKAGES_DIR,
+                shared_packages_dir=shared_site_packages(),
             )
             atexit.register(_client.close)
         return _client
@@ -115,10 +119,16 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
     # The sandbox client redacts the child's texts before it cuts them to
     # their caps; the result is redacted here, once it has passed its checks.
     redactor = Redactor(available.values())
+    try:
+        tree = package_tree(version)
+    except (ManifestError, OSError) as error:
+        return RunResult(status="error", error_type="INTERNAL_ERROR",
+                         message=f"the plugin's vendored packages could not be unpacked on this node: {error}")
     request = RunRequest(
         execution_id=str(execution.id),
         actor_id=execution.actor_id,
         modules=plugin_bytecode(version),
+        package_tree=tree,
         entrypoint=version.manifest["entrypoint"],
         handler=action["handler"],
         params=execution.params,

@@ -272,6 +272,16 @@ SANDBOX_LOCK_DIR = env_str("SANDBOX_LOCK_DIR", str(VAR_DIR / "run" / "sandbox"))
 # The most a manifest's limits.scratchMb may ask for (a run's private tmpfs;
 # without it, 16 MiB). What a run stores there counts against its memory.
 SANDBOX_MAX_SCRATCH_MB = env_int("SANDBOX_MAX_SCRATCH_MB", 256)
+# Plugin dependencies (docs/plugins.md#dependencies). The operator's shared
+# packages: a virtualenv (or a site-packages directory) every run may import
+# from, mounted read-only; empty for none (`make shared-packages` builds
+# var/shared-packages, which `make run` and `make test` use).
+SANDBOX_SHARED_PACKAGES = env_str("SANDBOX_SHARED_PACKAGES", "")
+# Where each node unpacks the wheels plugin versions vendor, once per version.
+PLUGIN_PACKAGES_DIR = env_str("PLUGIN_PACKAGES_DIR", str(VAR_DIR / "plugin-packages"))
+# One vendored wheel as uploaded, and all of a version's wheels once unpacked.
+PLUGIN_WHEEL_MAX_BYTES = env_int("PLUGIN_WHEEL_MAX_BYTES", 4 * 1024 * 1024)
+PLUGIN_VENDOR_MAX_UNPACKED_BYTES = env_int("PLUGIN_VENDOR_MAX_UNPACKED_BYTES", 32 * 1024 * 1024)
 EGRESS_RATE_LIMIT_PER_MINUTE = env_int("EGRESS_RATE_LIMIT_PER_MINUTE", 10)
 EGRESS_MAX_RESPONSE_BYTES = env_int("EGRESS_MAX_RESPONSE_BYTES", 1024 * 1024)
 EGRESS_TIMEOUT_SECONDS = env_int("EGRESS_TIMEOUT_SECONDS", 10)

@@ -263,7 +263,7 @@ class PluginVersionAdmin(ShortSha256, ReadOnlyAdmin):
 
     @admin.display(description="Files")
     def files(self, version):
-        sizes = sorted((path, len(text.encode())) for path, text in services.plugin_files(version).items())
+        sizes = sorted(services.stored_file_sizes(version).items())
         return format_html("<ul>{}</ul>", format_html_join("", "<li>{} ({} bytes)</li>", sizes))
 
     @admin.display(description="Manifest")

@@ -1,8 +1,11 @@
-"""The stored form of a plugin version: a zip of small UTF-8 text files.
+"""The stored form of a plugin version: a zip of small UTF-8 text files, and
+the pure-Python wheels it vendors (`vendor/*.whl`, checked by plugins.wheels).
 
 Uploads are untrusted, so an archive is only ever read in memory, never
 extracted, and anything that could escape a directory, exhaust memory or
-smuggle in binaries is refused before a byte of it is decoded.
+smuggle in binaries is refused before a byte of it is decoded. A set of
+files maps each relative path to its text (str), or for a wheel to its
+bytes.
 """
 
 import hashlib
@@ -15,19 +18,26 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from django.conf import settings
+
 from .manifest import MANIFEST_NAME, ManifestError
 
 MAX_FILES = 200
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 5 * 1024 * 1024
-# Room for the headers of MAX_FILES entries around MAX_TOTAL_BYTES of content.
-MAX_ARCHIVE_BYTES = MAX_TOTAL_BYTES + 1024 * 1024
+# All the wheels of a version, as uploaded (each is also capped by
+# PLUGIN_WHEEL_MAX_BYTES, and their contents by PLUGIN_VENDOR_MAX_UNPACKED_BYTES).
+MAX_VENDORED_BYTES = 8 * 1024 * 1024
+# Room for the headers of MAX_FILES entries around the text and the wheels.
+MAX_ARCHIVE_BYTES = MAX_TOTAL_BYTES + MAX_VENDORED_BYTES + 1024 * 1024
 # Source code deflates to a third or a tenth of its size; a zip bomb by a
 # factor of hundreds or more. Small files are exempt: a few hundred repeated
 # bytes can legitimately compress very well and can do no harm.
 MAX_COMPRESSION_RATIO = 100
 RATIO_CHECKED_FROM_BYTES = 64 * 1024
 TEXT_SUFFIXES = (".py", ".json", ".txt", ".md")
+LOCK_FILE = "requirements.lock"
+VENDOR_DIR = "vendor/"
 # Zip entries must carry a date; a fixed one makes equal files give equal bytes.
 FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 SKIPPED_IN_FOLDERS = re.compile(r"^(\..*|__pycache__)$")
@@ -41,13 +51,30 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def is_wheel(path):
+    """Whether the path is where a vendored wheel goes: directly in vendor/."""
+    return path.startswith(VENDOR_DIR) and path.endswith(".whl") and "/" not in path[len(VENDOR_DIR):]
+
+
+def wheel_cap():
+    return min(settings.PLUGIN_WHEEL_MAX_BYTES, MAX_VENDORED_BYTES)
+
+
 def check_files(files):
-    """Enforce the archive rules on a {relative path: text} mapping, whatever its source."""
+    """Enforce the archive rules on a {relative path: text or wheel bytes}
+    mapping, whatever its source."""
     if len(files) > MAX_FILES:
         raise _archive_error(f"{len(files)} files; at most {MAX_FILES} are allowed")
-    total = 0
+    total = vendored = 0
     for path, text in files.items():
         _check_file_name(path)
+        if is_wheel(path):
+            if not isinstance(text, bytes):
+                raise _archive_error(f"{path}: a wheel is bytes")
+            if len(text) > wheel_cap():
+                raise _archive_error(f"{path}: {len(text)} bytes; a wheel may have at most {wheel_cap()}")
+            vendored += len(text)
+            continue
         if not isinstance(text, str):
             raise _archive_error(f"{path}: contents must be text")
         if "\x00" in text:
@@ -58,13 +85,15 @@ def check_files(files):
         total += size
     if total > MAX_TOTAL_BYTES:
         raise _archive_error(f"{total} bytes in all; a plugin may have at most {MAX_TOTAL_BYTES}")
+    if vendored > MAX_VENDORED_BYTES:
+        raise _archive_error(f"{vendored} bytes of wheels in all; a plugin may vendor at most {MAX_VENDORED_BYTES}")
     if MANIFEST_NAME not in files:
         nested = sorted(path for path in files if path.endswith("/" + MANIFEST_NAME))
         hint = f" (found {nested[0]}: archive the folder's contents, not the folder)" if nested else ""
         raise _archive_error(f"{MANIFEST_NAME} is missing at the top of the archive{hint}")
 
 
-def _check_relative_path(path):
+def check_relative_path(path):
     # A newline in a name could forge lines of a listing of the files (the
     # signed files digest was one); other control, format and separator
     # characters hide what a name says from whoever reads it.
@@ -80,9 +109,12 @@ def _check_relative_path(path):
 
 
 def _check_file_name(path):
-    _check_relative_path(path)
-    if not path.lower().endswith(TEXT_SUFFIXES):
-        raise _archive_error(f"{path!r}: only {', '.join(TEXT_SUFFIXES)} files are allowed")
+    check_relative_path(path)
+    if not (path.lower().endswith(TEXT_SUFFIXES) or path == LOCK_FILE or is_wheel(path)):
+        raise _archive_error(
+            f"{path!r}: only {', '.join(TEXT_SUFFIXES)} files, a top-level {LOCK_FILE} "
+            f"and wheels in {VENDOR_DIR} (vendor/NAME.whl) are allowed"
+        )
 
 
 def _decode(path, data):
@@ -102,6 +134,9 @@ def files_from_zip(data):
             files = {}
             budget = MAX_TOTAL_BYTES
             for info in _checked_members(archive.infolist()):
+                if is_wheel(info.filename):
+                    files[info.filename] = _read_at_most(archive, info, wheel_cap())
+                    continue
                 content = _read_at_most(archive, info, min(MAX_FILE_BYTES, budget))
                 budget -= len(content)
                 files[info.filename] = _decode(info.filename, content)
@@ -117,13 +152,13 @@ def _checked_members(infos):
     if len(members) > MAX_FILES:
         raise _archive_error(f"{len(members)} files; at most {MAX_FILES} are allowed")
     seen = set()
-    declared_total = 0
+    declared_total = declared_vendored = 0
     for info in infos:
         name = info.filename
         if name in seen:
             raise _archive_error(f"{name!r} appears more than once")
         seen.add(name)
-        _check_relative_path(name)
+        check_relative_path(name)
         file_type = stat.S_IFMT(info.external_attr >> 16)
         if file_type == stat.S_IFLNK:
             raise _archive_error(f"{name!r} is a symbolic link; links are not allowed")
@@ -136,6 +171,11 @@ def _checked_members(infos):
             raise _archive_error(f"{name!r} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise _archive_error(f"{name!r}: only stored or deflated entries are supported")
+        if is_wheel(name):
+            if info.file_size > wheel_cap():
+                raise _archive_error(f"{name}: {info.file_size} bytes; a wheel may have at most {wheel_cap()}")
+            declared_vendored += info.file_size
+            continue
         if info.file_size > MAX_FILE_BYTES:
             raise _archive_error(f"{name}: {info.file_size} bytes; a file may have at most {MAX_FILE_BYTES}")
         if info.file_size >= RATIO_CHECKED_FROM_BYTES and info.file_size > MAX_COMPRESSION_RATIO * info.compress_size:
@@ -144,6 +184,10 @@ def _checked_members(infos):
         declared_total += info.file_size
     if declared_total > MAX_TOTAL_BYTES:
         raise _archive_error(f"{declared_total} bytes in all; a plugin may have at most {MAX_TOTAL_BYTES}")
+    if declared_vendored > MAX_VENDORED_BYTES:
+        raise _archive_error(
+            f"{declared_vendored} bytes of wheels in all; a plugin may vendor at most {MAX_VENDORED_BYTES}"
+        )
     return members
 
 
@@ -171,7 +215,8 @@ def build_archive(files):
             info = zipfile.ZipInfo(path, date_time=FIXED_TIMESTAMP)
             info.create_system = 3  # Unix, so that the mode below means the same everywhere
             info.external_attr = (stat.S_IFREG | 0o644) << 16
-            archive.writestr(info, files[path].encode())
+            content = files[path]
+            archive.writestr(info, content if isinstance(content, bytes) else content.encode())
     return buffer.getvalue()
 
 
@@ -278,6 +323,9 @@ def _files_from_folder(folder):
             if len(files) == MAX_FILES:
                 raise _archive_error(f"more than {MAX_FILES} files; at most {MAX_FILES} are allowed")
             _check_file_name(relative)
-            files[relative] = _decode(relative, _read_file(full_path, MAX_FILE_BYTES))
+            if is_wheel(relative):
+                files[relative] = _read_file(full_path, wheel_cap())
+            else:
+                files[relative] = _decode(relative, _read_file(full_path, MAX_FILE_BYTES))
     check_files(files)
     return files

@@ -11,6 +11,7 @@ import copy
 import importlib.util
 import re
 import sys
+from dataclasses import dataclass
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -191,18 +192,29 @@ def validate_manifest(manifest, max_scratch_mb=None):
     return _with_defaults(manifest)
 
 
-def validate_plugin(manifest, files, max_scratch_mb=None):
+@dataclass(frozen=True)
+class Importable:
+    """The top-level modules a run finds besides the standard library and the
+    plugin's own: those of its vendored wheels and of the operator's shared
+    set (None: this service has no shared set)."""
+
+    vendored: frozenset = frozenset()
+    shared: frozenset | None = None
+
+
+def validate_plugin(manifest, files, importable=Importable(), max_scratch_mb=None):
     """Check the manifest and the code it describes; return the manifest with defaults.
 
-    `files` maps relative paths to text. Every `.py` file must compile, import
-    only the standard library and the plugin's own modules, and every handler
-    must be a top-level function of the entrypoint. A plugin of one module
-    may leave out `entrypoint`: it is that module. `max_scratch_mb` as for
-    validate_manifest.
+    `files` maps relative paths to text (wheels, as bytes, are checked by
+    plugins.wheels). Every `.py` file must compile and import only what the
+    sandbox provides (the standard library, the plugin's own modules and
+    `importable`), and every handler must be a top-level function of the
+    entrypoint. A plugin of one module may leave out `entrypoint`: it is
+    that module. `max_scratch_mb` as for validate_manifest.
     """
     manifest = _with_sole_module_as_entrypoint(manifest, files)
     _check_structure(manifest)
-    _raise_if_any(_content_errors(manifest, max_scratch_mb) + _code_errors(manifest, files))
+    _raise_if_any(_content_errors(manifest, max_scratch_mb) + _code_errors(manifest, files, importable))
     return _with_defaults(manifest)
 
 
@@ -268,7 +280,7 @@ def _action_schema_errors(name, action):
     return errors
 
 
-def _code_errors(manifest, files):
+def _code_errors(manifest, files, importable):
     """Sources that do not compile, a missing entrypoint, handlers it does not define."""
     errors = []
     trees = {}
@@ -283,7 +295,7 @@ def _code_errors(manifest, files):
         except (ValueError, RecursionError, MemoryError) as exc:
             errors.append({"field": path, "message": f"does not compile: {exc or type(exc).__name__}"})
 
-    errors += _import_errors(trees, files)
+    errors += _import_errors(trees, files, importable)
     entrypoint = manifest["entrypoint"]
     if entrypoint not in files:
         listing = ", ".join(sorted(files))
@@ -309,10 +321,16 @@ def _compiled_tree(path, source):
 _IMPORT_FAILURE_HANDLERS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 
-def _import_errors(trees, files):
-    """Imports the sandbox cannot satisfy: it holds the standard library and
-    the plugin's own modules, nothing else (no site-packages)."""
+def _import_errors(trees, files, importable):
+    """Imports the sandbox cannot satisfy: it holds the standard library, the
+    plugin's own modules, its vendored wheels and the operator's shared set;
+    nothing else (not the host's site-packages)."""
     own = {path.split("/")[0].removesuffix(".py") for path in files if path.endswith(".py")}
+    own |= importable.vendored | (importable.shared or frozenset())
+    if importable.shared is None:
+        where = "nor this service's shared packages (it has none: its operator has not set SANDBOX_SHARED_PACKAGES)"
+    else:
+        where = "nor the operator's shared packages"
     errors = []
     for path, tree in trees.items():
         refused = {}
@@ -330,8 +348,8 @@ def _import_errors(trees, files):
         for name, line in sorted(refused.items(), key=lambda item: item[1]):
             errors.append({
                 "field": path,
-                "message": f"line {line}: imports {name!r}, which is not in the Python standard library; "
-                "plugins run with the standard library and their own modules only",
+                "message": f"line {line}: imports {name!r}, which neither the Python standard library, "
+                f"the plugin's own modules, its vendored wheels (vendor/*.whl) {where} provide",
             })
     return errors
 

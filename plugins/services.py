@@ -19,6 +19,7 @@ from audit.models import AuditEvent
 from .archive import build_archive, files_from_zip, sha256_hex
 from .manifest import MANIFEST_NAME, ManifestError, validate_plugin
 from .models import Plugin, PluginVersion
+from .packages import importable_names
 from .signing import files_digest, verify_signature
 
 # Decoded archives kept per process; a worker serving many plugins holds at
@@ -36,7 +37,7 @@ def install_version(manifest, files, *, owner=None, activate=True, actor_id="", 
     or untrusted signature, a plugin owned by someone else, or a version
     that already exists.
     """
-    manifest = validate_plugin(manifest, files, max_scratch_mb=settings.SANDBOX_MAX_SCRATCH_MB)
+    manifest = validate_plugin(manifest, files, importable_names(files), max_scratch_mb=settings.SANDBOX_MAX_SCRATCH_MB)
     # Digested as uploaded, before plugin.json is rewritten below: that is
     # what the publisher has, and so what they sign.
     digest = files_digest(files)
@@ -166,13 +167,22 @@ def set_plugin_owner(plugin, owner, *, actor_id=""):
 
 
 def plugin_files(version):
-    """The version's files as {relative path: text}, ready to send to the sandbox.
+    """The version's text files as {relative path: text}, ready to send to the
+    sandbox (its wheels reach runs unpacked: plugins.packages).
 
     Archives are immutable and named by their sha256, so decoded ones are
     cached in the process; on a hit the archive bytes are never loaded, so
     callers may `.defer("archive")`.
     """
     return dict(_files_by_sha256(version.sha256))
+
+
+def stored_file_sizes(version):
+    """{relative path: bytes} of every file the version stores, wheels included."""
+    return {
+        path: len(content if isinstance(content, bytes) else content.encode())
+        for path, content in files_from_zip(bytes(version.archive)).items()
+    }
 
 
 def plugin_bytecode(version):
@@ -200,4 +210,4 @@ def _files_by_sha256(sha256):
     archive = PluginVersion.objects.filter(sha256=sha256).values_list("archive", flat=True).first()
     if archive is None or sha256_hex(bytes(archive)) != sha256:
         raise ManifestError.single("archive", f"no stored archive matches sha256 {sha256}")
-    return files_from_zip(bytes(archive))
+    return {path: text for path, text in files_from_zip(bytes(archive)).items() if isinstance(text, str)}

@@ -20,8 +20,8 @@ In bash, in a folder holding the plugin's files and nothing else:
 
 or `manage.py plugin_digest PATH`. The signature is Ed25519 over the 64
 ASCII characters of that hex digest, sent base64-encoded. Files are UTF-8
-text; a leading byte-order mark is dropped before hashing, as it is when
-the files are read. Signatures are verified once, at upload.
+text, hashed without a leading byte-order mark (it is dropped when the files
+are read), and vendored wheels, hashed as they are. Signatures are verified once, at upload.
 """
 
 import base64
@@ -39,11 +39,15 @@ SIGNATURE_BYTES = 64
 
 
 def files_digest(files):
-    """The digest a publisher signs, of a {relative path: text} mapping."""
+    """The digest a publisher signs, of a {relative path: text or wheel bytes} mapping."""
     listing = "".join(
-        f"{hashlib.sha256(files[path].encode()).hexdigest()} {len(path.encode())} {path}\n" for path in sorted(files)
+        f"{hashlib.sha256(_bytes(files[path])).hexdigest()} {len(path.encode())} {path}\n" for path in sorted(files)
     )
     return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _bytes(content):
+    return content if isinstance(content, bytes) else content.encode()
 
 
 def key_fingerprint(raw_public_key):

@@ -6,7 +6,8 @@ This module is the whole interface the service uses: start a
 `RunResult`; `SandboxUnavailable` when a required layer is missing;
 `ALL_LAYERS` and `describe_host()` to report what the host supports;
 `seccomp_allowlist()`, the system calls a run may make; `DEFAULT_SCRATCH_MB`
-and `DEFAULT_MAX_SCRATCH_MB`, the sizes of a run's scratch space.
+and `DEFAULT_MAX_SCRATCH_MB`, the sizes of a run's scratch space;
+`make_private_parent` for the directory of vendored package trees.
 `child/` holds what runs inside the fork-server and its children.
 """
 
@@ -19,7 +20,8 @@ from .client import (
     RunRequest,
     RunResult,
     SandboxUnavailable,
+    make_private_parent,
 )
 
 __all__ = ["ALL_LAYERS", "DEFAULT_MAX_SCRATCH_MB", "DEFAULT_SCRATCH_MB", "SPARES", "ForkServerClient", "RunRequest",
-           "RunResult", "SandboxUnavailable", "describe_host", "seccomp_allowlist"]
+           "RunResult", "SandboxUnavailable", "describe_host", "make_private_parent", "seccomp_allowlist"]

@@ -68,6 +68,9 @@ class RunRequest:
     max_log_bytes: int = 64 * 1024
     max_log_lines: int = 1000
     max_egress_requests: int = 50
+    # The name of the plugin version's vendored tree under the client's
+    # vendored_packages_dir ("" for none): the only one the run can reach.
+    package_tree: str = ""
     # What must not come back from the child: None, or an object whose
     # `text(str)` redacts the values it hides and whose `trim_fragments(str)`
     # redacts what is left of one at either end of a text cut before it
@@ -136,11 +139,26 @@ class SlotLock:
         self.handle.close()
 
 
+def make_private_parent(directory):
+    """Create the parent of the vendored trees (if needed) searchable but not
+    listable by anyone else: a run reaches its own tree by name and cannot
+    learn any other's."""
+    os.makedirs(directory, mode=0o711, exist_ok=True)
+    os.chmod(directory, 0o711)
+
+
 class ForkServerClient:
     def __init__(self, *, lock_dir, slots=64, uid_base=200000, required_layers=(), python=None,
-                 max_scratch_mb=DEFAULT_MAX_SCRATCH_MB):
+                 max_scratch_mb=DEFAULT_MAX_SCRATCH_MB, vendored_packages_dir=None, shared_packages_dir=None):
+        """`vendored_packages_dir` holds one tree of unpacked wheels per
+        plugin version (a run names its own in `RunRequest.package_tree`);
+        `shared_packages_dir` is a site-packages directory every run may
+        import from. Both are mounted read-only into the view."""
         self.lock_dir = lock_dir
         self.max_scratch_mb = max_scratch_mb
+        # The fork-server starts in "/": relative paths would name other places.
+        self.vendored_packages_dir = vendored_packages_dir and os.path.abspath(vendored_packages_dir)
+        self.shared_packages_dir = shared_packages_dir and os.path.abspath(shared_packages_dir)
         self.slots = slots
         self.uid_base = uid_base
         self.required_layers = tuple(required_layers)
@@ -166,7 +184,13 @@ class ForkServerClient:
             "controlFd": server_end.fileno(),
             "maxScratchBytes": self.max_scratch_mb << 20,
             "seccompModulePath": os.path.dirname(seccomp_spec.origin) if seccomp_spec else None,
+            "vendoredPackagesDir": self.vendored_packages_dir,
+            "sharedPackagesDir": self.shared_packages_dir,
         }
+        if self.vendored_packages_dir:
+            make_private_parent(self.vendored_packages_dir)
+        if self.shared_packages_dir and not os.path.isdir(self.shared_packages_dir):
+            raise SandboxUnavailable(f"the shared packages directory {self.shared_packages_dir} does not exist")
         self.process = subprocess.Popen(
             [self.python, "-I", "-S", "-B", "-c", FORKSERVER_BOOTSTRAP, SANDBOX_DIR, json.dumps(config)],
             env={},
@@ -272,6 +296,7 @@ class ForkServerClient:
                 "secrets": request.secrets,
                 "maxResultBytes": request.max_result_bytes,
                 "maxLogBytes": request.max_log_bytes,
+                "packageTree": request.package_tree,
             }
         )
 

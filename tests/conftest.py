@@ -11,11 +11,14 @@ fixture that uses it), so the suites that run without Django
 (`-p no:django`: tests/sandbox, the example plugins) load it too.
 """
 
+import os
+import subprocess
+
 import pytest
 from django.conf import settings
 
 from tests.cluster import Cluster
-from tests.factories import EXAMPLES, install_folder, make_tiers
+from tests.factories import EXAMPLES, ROOT, install_folder, make_tiers
 
 
 @pytest.fixture
@@ -62,6 +65,21 @@ def api(org, make_client):
 @pytest.fixture
 def examples(db):
     return {path.name: install_folder(path) for path in sorted(EXAMPLES.iterdir()) if (path / "plugin.json").exists()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_packages():
+    """The operator's shared set the example plugins use (numpy), built from
+    deploy/shared-packages.txt as `make test` builds it, for this process,
+    the clusters and the services the suite starts. A SANDBOX_SHARED_PACKAGES
+    of the environment wins, as it does for the service."""
+    configured = os.environ.get("SANDBOX_SHARED_PACKAGES")
+    if configured is None:
+        subprocess.run(["make", "-s", "shared-packages"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        configured = os.environ["SANDBOX_SHARED_PACKAGES"] = str(ROOT / "var" / "shared-packages")
+    if settings.configured:
+        settings.SANDBOX_SHARED_PACKAGES = configured
+    return configured
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -456,10 +456,12 @@ def third_party_dirs(sources):
     return sorted(found)
 
 
-def build_readonly_root(new_root, sources, hidden, mount_points=()):
+def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=()):
     """Mount a tmpfs at `new_root` holding read-only binds of `sources`, with
-    `hidden` paths masked by empty read-only tmpfs, then pivot into it.
-    `mount_points` are empty directories made in it for later mounts."""
+    `hidden` paths masked by empty read-only tmpfs, and each package directory
+    of `packages` (host path, path in the view, whether code may be mapped
+    executable from it) bound read-only where it belongs; `mount_points` are
+    empty directories made in it for later mounts. Then pivot into it."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     os.makedirs(new_root, exist_ok=True)
     mount("sandbox-root", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -482,6 +484,11 @@ def build_readonly_root(new_root, sources, hidden, mount_points=()):
         target = new_root + path
         if os.path.isdir(target):
             mount("masked", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    for source, view_path, executable in packages:
+        target = new_root + view_path
+        os.makedirs(target, exist_ok=True)
+        mount(source, target, None, MS_BIND)
+        mount(None, target, None, ro_flags | (0 if executable else MS_NOEXEC))
     old_root = new_root + "/.old-root"
     os.makedirs(old_root, exist_ok=True)
     _check(syscall(SYS_PIVOT_ROOT, new_root.encode(), old_root.encode()), "pivot_root")

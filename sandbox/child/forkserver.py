@@ -50,6 +50,15 @@ SANDBOX_ROOT = "/run/plugin-sandbox-root"
 # its own directory).
 SCRATCH_PARENT = "/scratch"
 SCRATCH_DIR = "/scratch/run"
+# Where the package trees appear in the child's view: the parent of every
+# plugin version's vendored tree (each run is told the name of its own), and
+# the operator's shared site-packages.
+VENDORED_PACKAGES_VIEW = "/packages/vendored"
+SHARED_PACKAGES_VIEW = "/packages/shared"
+# The whole environment a child has. Numerical libraries of the shared set
+# (OpenBLAS, OpenMP, MKL) start a thread per CPU when they load; a run may
+# have 16 tasks in all, and one run's CPU is capped anyway.
+SINGLE_THREADED_LIBRARIES = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Children kept ready ahead of their runs: two, so that back-to-back runs
 # each find one that has had a whole run's time to get ready.
 SPARES = 2
@@ -144,6 +153,7 @@ class Server:
 
     def setup(self):
         os.environ.clear()
+        os.environ.update(SINGLE_THREADED_LIBRARIES)
         is_root = os.geteuid() == 0
         if is_root:
             self.mark("unprivileged_uid", True)
@@ -172,6 +182,7 @@ class Server:
             self.address_space_base = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         if is_root:
             self.enter_namespaces()
+        runtime.package_roots.update(self.package_roots())
         abi = confine.landlock_abi()
         if abi:
             writable = SCRATCH_PARENT if self.has_scratch() else None
@@ -211,8 +222,27 @@ class Server:
             confine.die_with_parent()
         sources = confine.readonly_view_sources()
         hidden = confine.third_party_dirs(sources)
-        self.try_layer(("readonly_root",),
-                       lambda: confine.build_readonly_root(SANDBOX_ROOT, sources, hidden, mount_points=(SCRATCH_DIR,)))
+        packages = [(source, view, executable) for source, view, executable in self.package_dirs() if source]
+        self.try_layer(("readonly_root",), lambda: confine.build_readonly_root(
+            SANDBOX_ROOT, sources, hidden, packages, mount_points=(SCRATCH_DIR,)))
+
+    def package_dirs(self):
+        """(host directory or None, where it appears in the view, whether its
+        files may be mapped executable): tenants' vendored trees are pure
+        Python, so their mount is noexec; the operator's set may hold
+        extension modules."""
+        return [(self.config.get("vendoredPackagesDir"), VENDORED_PACKAGES_VIEW, False),
+                (self.config.get("sharedPackagesDir"), SHARED_PACKAGES_VIEW, True)]
+
+    def package_roots(self):
+        """Where the child finds the package directories: in the view, or
+        where the host has them when there is no view (no layers to speak of)."""
+        in_view = self.layers.get("readonly_root", (False, ""))[0]
+        return {
+            name: (view if in_view else source)
+            for name, (source, view, _) in zip(("vendored", "shared"), self.package_dirs())
+            if source
+        }
 
     def report_ready(self):
         active = {name: {"active": ok, "reason": why} for name, (ok, why) in self.layers.items()}

@@ -21,6 +21,9 @@ from . import protocol
 ENTRYPOINT_MODULE = "plugin"
 # This package's top-level name where it runs: `child` in the fork-server.
 SANDBOX_PACKAGE = __name__.partition(".")[0]
+# Set by the fork-server: where the parent of the vendored trees ("vendored")
+# and the operator's shared site-packages ("shared") are, when configured.
+package_roots = {}
 
 
 class EgressDenied(Exception):
@@ -238,6 +241,27 @@ class InMemoryPluginFinder:
         exec(code, module.__dict__)
 
 
+def _package_paths(tree):
+    """The run's own vendored tree (named by the host: its parent cannot be
+    listed) and then the operator's shared set, after the standard library."""
+    paths = []
+    if tree and "vendored" in package_roots:
+        paths.append(f"{package_roots['vendored']}/{tree}")
+    if "shared" in package_roots:
+        paths.append(package_roots["shared"])
+    return paths
+
+
+def _missing_module_hint(error):
+    # Upload refuses imports nothing can satisfy, so a module missing at run
+    # time is usually the operator's shared set, absent on this node.
+    if not isinstance(error, ModuleNotFoundError):
+        return ""
+    if "shared" not in package_roots:
+        return " (this node has no shared packages: SANDBOX_SHARED_PACKAGES is unset, or missing here)"
+    return " (not in the standard library, the plugin's vendored wheels or this node's shared packages)"
+
+
 def _json_dumps(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -270,7 +294,8 @@ def execute(request, channel, scratch=None):
         os.environ["TMPDIR"] = scratch.path
     logs = LogBuffer(request["maxLogBytes"])
     sys.stdout = sys.stderr = LogStream(logs)
-    sys.path[:] = [p for p in sys.path if "site-packages" not in p]
+    sys.path[:] = [p for p in sys.path if "site-packages" not in p and not p.startswith(tuple(package_roots.values()))]
+    sys.path += _package_paths(request.get("packageTree"))
     sys.argv = ["plugin"]
     outcome = {"op": "result"}
     # The sandbox's own modules are loaded and bound already; forgetting their
@@ -309,7 +334,7 @@ def execute(request, channel, scratch=None):
         # No traceback: where the plugin noticed is none of the caller's business.
         outcome.update(status="error", errorType="VALIDATION_ERROR", message=error.message[:2000], details=error.details)
     except BaseException as error:  # the plugin's failure, whatever it raised
-        message = f"{type(error).__name__}: {error}"
+        message = f"{type(error).__name__}: {error}{_missing_module_hint(error)}"
         if scratch is not None and isinstance(error, OSError) and error.errno in SCRATCH_FULL_ERRNOS:
             message = f"the run's scratch space ({scratch.size_bytes / (1 << 20):g} MiB) is full: {message}"
         outcome.update(

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from audit.models import AuditEvent
 from plugins.models import Plugin, PluginVersion
 from plugins.services import install_version
+from tests.factories import EXAMPLES
 
 SOURCE = "def echo(params, ctx):\n    return {'echo': params}\n"
 
@@ -38,6 +39,13 @@ def zip_of(*entries):
 
 def plugin_zip(name="echo", version="1.0.0", source=SOURCE, **extra):
     return zip_of(("plugin.json", json.dumps(manifest(name, version, **extra))), ("plugin.py", source))
+
+
+def example_zip(name):
+    """An example plugin's folder as an uploader zips it: every file, wheels included."""
+    folder = EXAMPLES / name
+    return zip_of(*[(path.relative_to(folder).as_posix(), path.read_bytes())
+                    for path in sorted(folder.rglob("*")) if path.is_file() and "__pycache__" not in path.parts])
 
 
 def upload(client, archive=None, **fields):

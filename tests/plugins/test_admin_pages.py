@@ -76,6 +76,9 @@ def test_admin_detail_pages_show_json_but_never_the_archive(admin_client, admin_
     assert "&quot;entrypoint&quot;: &quot;plugin.py&quot;" in page
     assert "plugin.py (" in page  # the file list
     assert 'name="archive"' not in page
+    vendoring = PluginVersion.objects.get(plugin__slug="table-report")  # its wheel is listed too
+    page = admin_client.get(reverse("admin:plugins_pluginversion_change", args=[vendoring.pk])).content.decode()
+    assert "vendor/tabulate-0.9.0-py3-none-any.whl (35252 bytes)" in page and "requirements.lock (" in page
 
     execution = admin_data["executions.execution"]
     page = admin_client.get(reverse("admin:executions_execution_change", args=[execution.pk])).content.decode()

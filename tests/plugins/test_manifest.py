@@ -5,6 +5,7 @@ import pytest
 
 from plugins.archive import load_plugin_source
 from plugins.manifest import ManifestError, validate_manifest, validate_plugin
+from plugins.packages import importable_names
 from tests.factories import EXAMPLE_NAMES, EXAMPLES
 from tests.plugins.weather import MANIFEST, SOURCE, action, errors_of, files, manifest
 
@@ -14,7 +15,7 @@ from tests.plugins.weather import MANIFEST, SOURCE, action, errors_of, files, ma
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_plugins_are_valid(name):
     example_manifest, example_files = load_plugin_source(EXAMPLES / name)
-    assert validate_plugin(example_manifest, example_files)["name"] == name
+    assert validate_plugin(example_manifest, example_files, importable_names(example_files))["name"] == name
 
 
 def test_valid_manifest_gets_its_defaults_filled_in():

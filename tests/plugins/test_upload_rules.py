@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from plugins.manifest import ManifestError, validate_plugin
+from plugins.manifest import Importable, ManifestError, validate_plugin
 from plugins.models import PluginVersion
 from tests.plugins.helpers import (
     assert_nothing_stored,
@@ -42,9 +42,19 @@ def test_an_import_outside_the_standard_library_is_refused_by_name(statement, to
 def test_an_import_inside_a_handler_is_checked_too():
     source = "def echo(params, ctx):\n    import pandas\n    return params\n"
     assert refusals(source) == [
-        "line 2: imports 'pandas', which is not in the Python standard library; "
-        "plugins run with the standard library and their own modules only"
+        "line 2: imports 'pandas', which neither the Python standard library, the plugin's own modules, "
+        "its vendored wheels (vendor/*.whl) nor this service's shared packages (it has none: its operator has "
+        "not set SANDBOX_SHARED_PACKAGES) provide"
     ]
+
+
+def test_vendored_wheels_and_the_shared_set_satisfy_imports():
+    source = "import tinylib\nimport numpy\ndef echo(params, ctx):\n    return params\n"
+    manifest = {**MANIFEST, "entrypoint": "plugin.py"}
+    files = {"plugin.json": "{}", "plugin.py": source}
+    assert validate_plugin(manifest, files, Importable(vendored=frozenset({"tinylib"}), shared=frozenset({"numpy"})))
+    with pytest.raises(ManifestError, match="imports 'numpy'.* nor the operator's shared packages provide"):
+        validate_plugin(manifest, files, Importable(vendored=frozenset({"tinylib"}), shared=frozenset()))
 
 
 def test_the_standard_library_and_the_plugins_own_modules_are_allowed():

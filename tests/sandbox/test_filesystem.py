@@ -189,8 +189,10 @@ def attack(params, ctx):
 """
     )
     assert result.status == "success", result
-    # TMPDIR, the run's scratch directory, is all there is (tests/sandbox/test_scratch.py).
-    assert result.result == {"environ": {"TMPDIR": SCRATCH_DIR}, "canary": None, "libc_getenv": False}
+    # Nothing of the host's: TMPDIR, the run's scratch directory (tests/sandbox/test_scratch.py),
+    # and the fixed caps that keep numerical libraries to one thread.
+    environ = {"TMPDIR": SCRATCH_DIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert result.result == {"environ": environ, "canary": None, "libc_getenv": False}
     host_intact(sandbox, result)
 
 

@@ -6,7 +6,9 @@ site directories -- the venv's (where Django lives) and the interpreter's own,
 which a Python built from source keeps inside its standard library -- are
 masked, whatever `sys.path` the fork-server started with (`-I -S`: none).
 A plugin that lists them, opens a file in them or imports from them gets
-nothing.
+nothing. What a run may import besides the standard library is mounted
+elsewhere, on purpose: its version's vendored wheels and the operator's
+shared set (test_package_trees.py).
 """
 
 import os
