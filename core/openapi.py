@@ -11,6 +11,7 @@ failures with `error_responses(...)` in `@extend_schema(responses=...)`.
 from collections import defaultdict
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -18,6 +19,7 @@ from rest_framework.permissions import AllowAny
 from .envelope import error_body, error_status
 from .errors import ERROR_TYPES
 from .permissions import IsOperator
+from .serializers import RefusesUnknownFields
 
 ERROR_TYPE_CHOICES = sorted(ERROR_TYPES)
 
@@ -98,7 +100,38 @@ def error_responses(*error_types):
     }
 
 
+class LinkedResponse(OpenApiResponse):
+    """A response with OpenAPI links: how a value in it (a plugin's id, an
+    execution's id) feeds another operation, for clients and for stateful
+    testing. `links`: {name: {"operationId", "parameters"}}."""
+
+    def __init__(self, response=None, *, links, **kwargs):
+        super().__init__(response, **kwargs)
+        self.links = links
+
+
 class EnvelopeAutoSchema(AutoSchema):
+    def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
+        response = super()._get_response_for_code(serializer, status_code, media_types, direction)
+        if isinstance(serializer, LinkedResponse):
+            response["links"] = serializer.links
+        return response
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and isinstance(force_instance(serializer), RefusesUnknownFields):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _get_serializer_field_meta(self, field, direction):
+        meta = super()._get_serializer_field_meta(field, direction)
+        # DRF refuses a blank string unless the field allows it; drf-spectacular
+        # says so only with request and response components split.
+        if direction == "request" and isinstance(field, serializers.CharField) and not field.allow_blank \
+                and not field.read_only:
+            meta.setdefault("minLength", 1)
+        return meta
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         for status, response in error_responses(*self._implied_error_types()).items():

@@ -1,12 +1,14 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from core.serializers import RefusesUnknownFields
+
 
 class SecretsField(serializers.DictField):
     child = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192)
 
 
-class ExecuteRequestSerializer(serializers.Serializer):
+class ExecuteRequestSerializer(RefusesUnknownFields, serializers.Serializer):
     """The body of POST /execute, in the clients' camelCase."""
 
     pluginId = serializers.SlugField(max_length=64)
@@ -19,6 +21,7 @@ class ExecuteRequestSerializer(serializers.Serializer):
     version = serializers.CharField(required=False, max_length=64)
     # `async` is a Python keyword, hence the mapping in `to_internal_value`.
     run_async = serializers.BooleanField(required=False, default=False)
+    tier = serializers.CharField(required=False, help_text="Ignored: the tier is always the organization's.")
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
