@@ -13,7 +13,7 @@ class ExecuteRequestSerializer(RefusesUnknownFields, serializers.Serializer):
 
     pluginId = serializers.SlugField(max_length=64)
     actionName = serializers.CharField(max_length=64)
-    params = serializers.JSONField(required=False, default=dict)
+    params = serializers.DictField(required=False, default=dict)
     secrets = SecretsField(required=False, default=dict)
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS)
     organizationId = serializers.CharField(required=False, max_length=64)
@@ -30,8 +30,3 @@ class ExecuteRequestSerializer(RefusesUnknownFields, serializers.Serializer):
         if "async" in data:
             data["run_async"] = data.pop("async")
         return super().to_internal_value(data)
-
-    def validate_params(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("params must be a JSON object")
-        return value

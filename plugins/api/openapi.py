@@ -1,6 +1,6 @@
 """The OpenAPI description of the plugin endpoints, next to their views."""
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiExample, inline_serializer
 
 from core.openapi import LinkedResponse, error_responses
@@ -27,6 +27,21 @@ class UploadedFileFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema, direction):
         return {"type": "string", "format": "binary"}
+
+
+class PluginUploadSchema(OpenApiSerializerExtension):
+    """The upload's parts as the server takes them: a zip in `archive`, or a
+    module in `source` with its `manifest`, never both."""
+
+    target_class = "plugins.api.serializers.PluginUploadSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["oneOf"] = [
+            {"required": ["archive"], "not": {"anyOf": [{"required": ["source"]}, {"required": ["manifest"]}]}},
+            {"required": ["source", "manifest"], "not": {"required": ["archive"]}},
+        ]
+        return schema
 
 
 VERSION_EXAMPLE = {

@@ -1,7 +1,7 @@
 """The OpenAPI description of the secret endpoints and of API-key authentication."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 
 from core.openapi import LinkedResponse, error_responses
 
@@ -36,11 +36,9 @@ SECRET_NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, pattern="^[A-
 SECRET_LIST_SCHEMA = dict(
     summary="The organization's stored secrets, by name (values are never returned)",
     operation_id="secrets_list",
-    responses={200: LinkedResponse(
+    responses={200: OpenApiResponse(
         inline_serializer("SecretList", {"secrets": SecretSerializer(many=True)}),
         examples=[OpenApiExample("Secrets", value={"secrets": [SECRET_EXAMPLE]})],
-        links={name: {**link, "parameters": {"name": "$response.body#/secrets/0/name"}}
-               for name, link in SECRET_LINKS.items()},
     )},
 )
 SECRET_PUT_SCHEMA = dict(

@@ -40,7 +40,7 @@ class SecretGrantsSerializer(RefusesUnknownFields, serializers.Serializer):
     is for POST /execute, whether it exists for another organization or not
     at all."""
 
-    plugins = serializers.ListField(child=serializers.CharField(max_length=64))
+    plugins = serializers.ListField(child=serializers.SlugField(max_length=64))
 
     def validate_plugins(self, slugs):
         plugins = grantable_plugins(self.context["organization"]).filter(slug__in=slugs)

@@ -88,6 +88,8 @@ def test_filters_by_type_target_actor_and_time(api, log):
     until_at = AuditEvent.objects.get(pk=until.pk).timestamp
     assert ids(api.get("/events", {"since": since_at.isoformat(), "until": until_at.isoformat()})) == [log[1].pk]
     assert ids(api.get("/events", {"since": until_at.isoformat()})) == [log[4].pk, log[2].pk]
+    # A window that ends before it starts holds no events.
+    assert ids(api.get("/events", {"since": until_at.isoformat(), "until": since_at.isoformat()})) == []
 
 
 def test_pages_follow_the_cursor(api, org):
@@ -104,8 +106,7 @@ def test_pages_follow_the_cursor(api, org):
 @pytest.mark.parametrize(
     "query, field",
     [({"since": "yesterday"}, "since"), ({"type": "nonsense"}, "type"), ({"limit": "x"}, "limit"),
-     ({"limit": "0"}, "limit"), ({"limit": "-3"}, "limit"),
-     ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until")],
+     ({"limit": "0"}, "limit"), ({"limit": "-3"}, "limit")],
 )
 def test_bad_filters_are_validation_errors(api, query, field):
     response = api.get("/events", query)
