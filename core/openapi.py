@@ -10,6 +10,7 @@ failures with `error_responses(...)` in `@extend_schema(responses=...)`.
 
 from collections import defaultdict
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
@@ -19,9 +20,11 @@ from rest_framework.permissions import AllowAny
 from .envelope import error_body, error_status
 from .errors import ERROR_TYPES
 from .permissions import IsOperator
-from .serializers import RefusesUnknownFields
+from .serializers import StrictJSONBody
 
 ERROR_TYPE_CHOICES = sorted(ERROR_TYPES)
+NO_NUL = "^[^\\u0000]*$"
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 # What a client sees for each error type, in the examples.
 SAMPLE_MESSAGES = {
@@ -119,17 +122,21 @@ class EnvelopeAutoSchema(AutoSchema):
 
     def _map_serializer(self, serializer, direction, bypass_extensions=False):
         schema = super()._map_serializer(serializer, direction, bypass_extensions)
-        if direction == "request" and isinstance(force_instance(serializer), RefusesUnknownFields):
+        if direction == "request" and isinstance(force_instance(serializer), StrictJSONBody):
             schema["additionalProperties"] = False
         return schema
 
     def _get_serializer_field_meta(self, field, direction):
         meta = super()._get_serializer_field_meta(field, direction)
-        # DRF refuses a blank string unless the field allows it; drf-spectacular
-        # says so only with request and response components split.
-        if direction == "request" and isinstance(field, serializers.CharField) and not field.allow_blank \
-                and not field.read_only:
-            meta.setdefault("minLength", 1)
+        if direction == "request" and isinstance(field, serializers.CharField) and not field.read_only:
+            # DRF refuses a blank string (once trimmed, unless told not to trim)
+            # unless the field allows it, and NUL in any text; drf-spectacular
+            # says the first only with request and response components split,
+            # the others never. A field with a pattern of its own says it there.
+            if not field.allow_blank:
+                meta.setdefault("minLength", 1)
+            if not any(isinstance(validator, RegexValidator) for validator in field.validators):
+                meta.setdefault("pattern", NOT_BLANK if field.trim_whitespace and not field.allow_blank else NO_NUL)
         return meta
 
     def _get_response_bodies(self, direction="response"):

@@ -1,14 +1,14 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from core.serializers import RefusesUnknownFields
+from core.serializers import StrictJSONBody
 
 
 class SecretsField(serializers.DictField):
     child = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192)
 
 
-class ExecuteRequestSerializer(RefusesUnknownFields, serializers.Serializer):
+class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
     """The body of POST /execute, in the clients' camelCase."""
 
     pluginId = serializers.SlugField(max_length=64)

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from core.serializers import RefusesUnknownFields
+from core.serializers import StrictJSONBody
 
 from ..models import Plugin, PluginVersion
 
@@ -96,7 +96,7 @@ class PluginUploadSerializer(serializers.Serializer):
     activate = FlagField(required=False, default=True)
 
 
-class ActivateSerializer(RefusesUnknownFields, serializers.Serializer):
+class ActivateSerializer(StrictJSONBody, serializers.Serializer):
     """POST /plugins/<id>/activate: the stored version to make the active one."""
 
     version = serializers.CharField(max_length=64)

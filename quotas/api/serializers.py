@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from core.errors import EngineError
-from core.serializers import RefusesUnknownFields
+from core.serializers import StrictJSONBody
 
 from ..models import OrganizationSecret, validate_secret_name
 from ..secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, grantable_plugins
@@ -20,7 +20,7 @@ class SecretSerializer(serializers.ModelSerializer):
         fields = ["name", "plugins", "createdAt", "updatedAt"]
 
 
-class SecretValueSerializer(RefusesUnknownFields, serializers.Serializer):
+class SecretValueSerializer(StrictJSONBody, serializers.Serializer):
     """The body of PUT /secrets/<NAME>."""
 
     # Shorter values could not be told apart from ordinary text, so they
@@ -34,7 +34,7 @@ class SecretWriteSerializer(SecretValueSerializer):
     name = serializers.CharField(validators=[validate_secret_name])
 
 
-class SecretGrantsSerializer(RefusesUnknownFields, serializers.Serializer):
+class SecretGrantsSerializer(StrictJSONBody, serializers.Serializer):
     """PUT /secrets/<NAME>/plugins: the plugin ids the secret is granted to,
     all of them; any the organization cannot run is PLUGIN_NOT_FOUND, as it
     is for POST /execute, whether it exists for another organization or not

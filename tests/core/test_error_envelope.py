@@ -93,6 +93,11 @@ def test_bad_json_is_validation_error(api):
         ({"pluginId": "stats", "actionName": "describe", "timeout": 300001}, "timeout"),
         ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": {"nested": 1}}}, "secrets.A"),
         ({"pluginId": "stats", "actionName": "describe", "async": "maybe"}, "run_async"),
+        # Taken as the schema says: no property it does not declare, strings where it says string.
+        ({"pluginId": "stats", "actionName": "describe", "timout": 500}, "timout"),
+        ({"pluginId": "stats", "actionName": 7}, "actionName"),
+        ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": 5}}, "secrets.A"),
+        ({"pluginId": "stats", "actionName": "describe", "organizationId": ""}, "organizationId"),
     ],
 )
 def test_wrong_fields_are_validation_errors_naming_the_field(api, examples, body, field):
