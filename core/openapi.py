@@ -19,6 +19,7 @@ from rest_framework.permissions import AllowAny
 
 from .envelope import error_body, error_status
 from .errors import ERROR_TYPES
+from .middleware import EXEMPT_PATHS as SHEDDING_EXEMPT_PATHS
 from .permissions import IsOperator
 from .serializers import StrictJSONBody
 
@@ -158,4 +159,7 @@ class EnvelopeAutoSchema(AutoSchema):
             types.append("PERMISSION_DENIED")
         if "{" in self.path:
             types.append("NOT_FOUND")
+        if self.path not in SHEDDING_EXEMPT_PATHS:
+            # An overloaded web process refuses before reading the request (core.middleware).
+            types.append("QUEUE_FULL")
         return types

@@ -123,7 +123,7 @@ def test_the_schema_says_what_the_server_does(schema):
     # A failed run's record is still a record: 200 with its status and error.
     record = components["ExecutionRecord"]
     assert {"error", "timeout"} <= set(components[record["properties"]["status"]["$ref"].split("/")[-1]]["enum"])
-    assert set(schema["paths"]["/executions/{execution_id}"]["get"]["responses"]) == {"200", "401", "404", "429", "500"}
+    assert set(schema["paths"]["/executions/{execution_id}"]["get"]["responses"]) == {"200", "401", "404", "429", "500", "503"}
 
 
 @pytest.mark.django_db
