@@ -37,7 +37,9 @@ setup: system-deps $(VENV)/.installed
 
 # Web (gunicorn) and one django-q2 cluster per priority under supervisord,
 # which restarts any of them that dies; one Ctrl-C or one SIGTERM to make
-# stops everything, clusters draining their runs (docs/operations.md).
+# stops everything, clusters draining their runs (docs/operations.md). make
+# then ends with 130/143, as GNU make does after such a signal whatever its
+# recipe's status; a SIGTERM to supervisord instead ends it with 0.
 SERVICE_VAR_DIR := $(abspath $(or $(VAR_DIR),var))
 SHUTDOWN_GRACE_SECONDS ?= 30
 run: setup

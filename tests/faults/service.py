@@ -123,6 +123,12 @@ class Service:
         wait_for(lambda: not self.leftovers(), timeout=5)
         return time.monotonic() - started
 
+    def stop_supervisord(self, timeout):
+        """SIGTERM to supervisord (as `supervisorctl shutdown`), not to make; make's exit status."""
+        with open(os.path.join(self.var_dir, "run", "supervisord.pid")) as handle:
+            os.kill(int(handle.read()), signal.SIGTERM)
+        return self.make.wait(timeout)
+
     def leftovers(self):
         return [p for p in psutil.process_iter(["cmdline", "environ"]) if self._is_ours(p)]
 
