@@ -21,7 +21,8 @@ class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
     version = serializers.CharField(required=False, max_length=64)
     # `async` is a Python keyword, hence the mapping in `to_internal_value`.
     run_async = serializers.BooleanField(required=False, default=False)
-    tier = serializers.CharField(required=False, help_text="Ignored: the tier is always the organization's.")
+    tier = serializers.CharField(required=False, allow_blank=True,
+                                 help_text="Ignored: the tier is always the organization's.")
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
