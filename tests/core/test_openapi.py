@@ -86,6 +86,7 @@ def test_the_envelope_and_the_error_types(schema):
     assert documented("429") == {"QUOTA_EXCEEDED", "CONCURRENCY_LIMIT"}
     # The designed 5xx a contract run meets (tests/contract/schemathesis_hooks.py).
     assert "PLUGIN_ERROR" in documented("500") and "CIRCUIT_OPEN" in documented("503")
+    assert "TIMEOUT" in documented("504")
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert "security" not in schema["paths"]["/health"]["get"]
 
