@@ -123,10 +123,10 @@ class Service:
         wait_for(lambda: not self.leftovers(), timeout=5)
         return time.monotonic() - started
 
-    def stop_supervisord(self, timeout):
-        """SIGTERM to supervisord (as `supervisorctl shutdown`), not to make; make's exit status."""
-        with open(os.path.join(self.var_dir, "run", "supervisord.pid")) as handle:
-            os.kill(int(handle.read()), signal.SIGTERM)
+    def make_stop(self, timeout):
+        """`make stop`, as an operator's script stops it; `make run`'s exit status."""
+        subprocess.run(["make", "--no-print-directory", "stop"], cwd=ROOT, env=self.env, check=True,
+                       capture_output=True)
         return self.make.wait(timeout)
 
     def leftovers(self):

@@ -64,7 +64,7 @@ def test_sigterm_drains_runs_in_flight_and_a_restart_finishes_the_rest_and_stops
         assert wait_for(lambda: terminal(service, ids), timeout=60), service.statuses()
         assert set(service.statuses()) == {"success"}, service.statuses()
 
-        # Stopped through supervisord, `make run` ends with 0; a signal to make
-        # itself ends make by that signal (GNU make's way: docs/operations.md).
-        assert service.stop_supervisord(timeout=service.grace_seconds + 30) == 0
+        # Stopped by `make stop`, `make run` ends with 0 (a signal to make itself
+        # ends make by that signal, GNU make's way: docs/operations.md).
+        assert service.make_stop(timeout=service.grace_seconds + 30) == 0
         assert wait_for(lambda: not service.leftovers(), timeout=5)
