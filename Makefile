@@ -8,7 +8,7 @@ export PORT
 # wiped when the service or the suite starts, so counts start from zero.
 METRICS_DIR := $(or $(PROMETHEUS_MULTIPROC_DIR),$(or $(VAR_DIR),var)/prometheus)
 
-.PHONY: setup system-deps test-deps shared-packages run run-node web worker test test-scale bench clean
+.PHONY: setup system-deps test-deps shared-packages run stop run-node web worker test test-scale bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,9 @@ setup: system-deps $(VENV)/.installed
 
 # Web (gunicorn) and one django-q2 cluster per priority under supervisord,
 # which restarts any of them that dies; one Ctrl-C or one SIGTERM to make
-# stops everything, clusters draining their runs (docs/operations.md).
+# stops everything, clusters draining their runs (docs/operations.md). make
+# then ends with 130/143, as GNU make does after such a signal whatever its
+# recipe's status; `make stop` (or a SIGTERM to supervisord) ends it with 0.
 SERVICE_VAR_DIR := $(abspath $(or $(VAR_DIR),var))
 SHUTDOWN_GRACE_SECONDS ?= 30
 run: setup $(SHARED_PACKAGES_BUILD)
@@ -66,6 +68,11 @@ run: setup $(SHARED_PACKAGES_BUILD)
 	SHUTDOWN_GRACE_SECONDS=$(SHUTDOWN_GRACE_SECONDS) \
 	CLUSTER_STOP_WAIT_SECONDS=$$(( $(SHUTDOWN_GRACE_SECONDS) + 15 )) WEB_STOP_WAIT_SECONDS=45 \
 	exec $(BIN)/supervisord -c deploy/supervisord.conf
+
+# Stops the `make run` of this VAR_DIR as one Ctrl-C does (the same ordered
+# drain), from another terminal or a script; that `make run` then exits 0.
+stop:
+	VAR_DIR="$(SERVICE_VAR_DIR)" $(BIN)/supervisorctl -c deploy/supervisord.conf shutdown
 
 # Another node of a deployment on this machine: `make run` on a VAR_DIR of its
 # own (var/nodes/NODE) and PORT, sharing DATABASE_URL (PostgreSQL),

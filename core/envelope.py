@@ -68,7 +68,26 @@ def error_response(error, headers=None):
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     body = error_body(error.error_type, error.message, details=error.details, execution_id=error.execution_id)
-    return Response(body, status=error_status(error.error_type), headers=headers)
+    return envelope_response(body, headers=headers)
+
+
+def envelope_response(body, *, status=None, headers=None):
+    """A response carrying an error envelope (`body`), with its type's status
+    unless told another.
+
+    Django's request logger logs every 5xx as "Internal Server Error". A
+    designed answer (a plugin's failure, a timeout, an open breaker, a full
+    queue) is no fault of the service: it is logged here, once, as a warning
+    naming its type, and the request logger is told so. An INTERNAL_ERROR
+    is left to it.
+    """
+    error = body["error"]
+    response = Response(body, status=status or error_status(error["type"]), headers=headers)
+    if response.status_code >= 500 and error["type"] != "INTERNAL_ERROR":
+        logger.warning("answered %s %s%s: %s", response.status_code, error["type"],
+                       f" (execution {body['executionId']})" if "executionId" in body else "", error["message"])
+        response._has_been_logged = True  # read by django.utils.log.log_response
+    return response
 
 
 def _validation_details(detail, prefix=""):

@@ -1,6 +1,7 @@
 import json
 
 from django.conf import settings
+from django.urls import is_valid_path
 
 from .envelope import error_body
 from .load_shedding import admit_request, request_done
@@ -41,3 +42,24 @@ class ShedExcessRequests:
             return self.application(environ, start_response)
         finally:
             request_done()
+
+
+class TolerateTrailingSlash:
+    """A GET or HEAD of a path with a trailing slash that names no endpoint,
+    such as /plugins/, is served as the path without it, when that one does.
+    The API's paths have no trailing slash; a client or a person adding one
+    should still get the page, not a 404. Writes are left alone: a client
+    sending one to a wrong path had better be told."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        path = request.path_info
+        if request.method in ("GET", "HEAD") and len(path) > 1 and path.endswith("/"):
+            urlconf = getattr(request, "urlconf", None)
+            bare = path.rstrip("/")
+            if bare and not is_valid_path(path, urlconf) and is_valid_path(bare, urlconf):
+                request.path_info = bare
+                request.path = request.path[: len(request.path) - len(path)] + bare
+        return self.get_response(request)

@@ -10,16 +10,22 @@ failures with `error_responses(...)` in `@extend_schema(responses=...)`.
 
 from collections import defaultdict
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 from .envelope import error_body, error_status
 from .errors import ERROR_TYPES
+from .middleware import EXEMPT_PATHS as SHEDDING_EXEMPT_PATHS
 from .permissions import IsOperator
+from .serializers import StrictJSONBody
 
 ERROR_TYPE_CHOICES = sorted(ERROR_TYPES)
+NO_NUL = "^[^\\u0000]*$"
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 # What a client sees for each error type, in the examples.
 SAMPLE_MESSAGES = {
@@ -98,7 +104,42 @@ def error_responses(*error_types):
     }
 
 
+class LinkedResponse(OpenApiResponse):
+    """A response with OpenAPI links: how a value in it (a plugin's id, an
+    execution's id) feeds another operation, for clients and for stateful
+    testing. `links`: {name: {"operationId", "parameters"}}."""
+
+    def __init__(self, response=None, *, links, **kwargs):
+        super().__init__(response, **kwargs)
+        self.links = links
+
+
 class EnvelopeAutoSchema(AutoSchema):
+    def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
+        response = super()._get_response_for_code(serializer, status_code, media_types, direction)
+        if isinstance(serializer, LinkedResponse):
+            response["links"] = serializer.links
+        return response
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and isinstance(force_instance(serializer), StrictJSONBody):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _get_serializer_field_meta(self, field, direction):
+        meta = super()._get_serializer_field_meta(field, direction)
+        if direction == "request" and isinstance(field, serializers.CharField) and not field.read_only:
+            # DRF refuses a blank string (once trimmed, unless told not to trim)
+            # unless the field allows it, and NUL in any text; drf-spectacular
+            # says the first only with request and response components split,
+            # the others never. A field with a pattern of its own says it there.
+            if not field.allow_blank:
+                meta.setdefault("minLength", 1)
+            if not any(isinstance(validator, RegexValidator) for validator in field.validators):
+                meta.setdefault("pattern", NOT_BLANK if field.trim_whitespace and not field.allow_blank else NO_NUL)
+        return meta
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         for status, response in error_responses(*self._implied_error_types()).items():
@@ -118,4 +159,7 @@ class EnvelopeAutoSchema(AutoSchema):
             types.append("PERMISSION_DENIED")
         if "{" in self.path:
             types.append("NOT_FOUND")
+        if self.path not in SHEDDING_EXEMPT_PATHS:
+            # An overloaded web process refuses before reading the request (core.middleware).
+            types.append("QUEUE_FULL")
         return types

@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="docs"), name="root"),
     # First: it holds admin/dashboard/, which admin/'s catch-all would answer otherwise.
     path("", include("observability.urls")),
     path("admin/", admin.site.urls),

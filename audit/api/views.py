@@ -19,6 +19,25 @@ class EventPagination(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 500
 
+    def get_page_size(self, request):
+        # DRF falls back to the default size on a limit it cannot read, so a
+        # client's typo went unnoticed; above the maximum it still gives the maximum.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValidationError({self.page_size_query_param: f"a whole number from 1 (at most {self.max_page_size} "
+                                   "events are given per page)"})
+        return min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = f"Events per page, {self.page_size} by default; at most {self.max_page_size}."
+        return parameters
+
     def decode_cursor(self, request):
         # DRF answers a cursor it cannot read with 404, as if /events were gone.
         try:

@@ -3,7 +3,7 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
-from core.openapi import EXECUTION_ID, RUN_ERROR_TYPES, error_responses
+from core.openapi import EXECUTION_ID, ErrorSerializer, LinkedResponse, error_responses
 
 from .serializers import ExecuteRequestSerializer
 
@@ -36,6 +36,15 @@ class ExecutionResultSerializer(serializers.Serializer):
     logs = serializers.ListField(child=serializers.CharField(), required=False)
     logsTruncated = serializers.BooleanField(required=False)
     quota = QuotaSerializer()
+
+
+class ExecutionRecordSerializer(ExecutionResultSerializer):
+    """GET /executions/<id>: the record of a run, 200 however the run ended."""
+
+    status = serializers.ChoiceField(choices=["queued", "running", "success", "error", "timeout"])
+    error = ErrorSerializer(required=False, help_text="What the run ended with, when it failed.")
+    fallback = serializers.ChoiceField(choices=["stale_cache", "default"], required=False)
+    stale = serializers.BooleanField(required=False)
 
 
 class ExecutionQueuedSerializer(serializers.Serializer):
@@ -97,7 +106,8 @@ EXECUTE_SCHEMA = dict(
     request=ExecuteRequestDocSerializer,
     responses={
         200: ExecutionResultSerializer,
-        202: ExecutionQueuedSerializer,
+        202: LinkedResponse(ExecutionQueuedSerializer, links={"GetExecution": {
+            "operationId": "executions_retrieve", "parameters": {"execution_id": "$response.body#/executionId"}}}),
         **error_responses(*EXECUTE_ERROR_TYPES),
     },
     examples=EXECUTE_EXAMPLES,
@@ -111,14 +121,21 @@ EXECUTE_SCHEMA = dict(
 )
 EXECUTION_DETAIL_SCHEMA = dict(
     summary="One execution of the caller's organization",
-    description="The same shape as POST /execute's answer once finished; `{executionId, status, quota}` before.",
-    responses={
-        200: ExecutionResultSerializer,
-        # VALIDATION_ERROR: the plugin refused the params (ctx.reject).
-        **error_responses("EXECUTION_NOT_FOUND", "VALIDATION_ERROR", *sorted(RUN_ERROR_TYPES)),
-    },
-    examples=[example for example in EXECUTE_EXAMPLES
-              if example.response_only and {"200", "400"} & set(example.status_codes)],
+    description="The same body as POST /execute's answer once finished, `{executionId, status, quota}` before; "
+    "always 200, since the execution exists: a failed run is `\"success\": false` with its `status` (`error` or "
+    "`timeout`) and its `error`.",
+    responses={200: ExecutionRecordSerializer, **error_responses("EXECUTION_NOT_FOUND")},
+    examples=[
+        *(example for example in EXECUTE_EXAMPLES if example.response_only and "200" in example.status_codes),
+        OpenApiExample(
+            "Failed run", response_only=True, status_codes=["200"],
+            value={"success": False, "executionId": EXECUTION_ID,
+                   "error": {"type": "PLUGIN_ERROR", "message": "KeyError: 'rows'", "retryable": False,
+                             "details": {"traceback": "  File \"<plugin>/plugin.py\", line 143, in report"}},
+                   "status": "error", "executionTime": 7, "memoryUsed": 3121152, "retryCount": 0, "logs": [],
+                   "logsTruncated": False, "quota": QUOTA_EXAMPLE},
+        ),
+    ],
 )
 
 CACHE_CLEAR_SCHEMA = dict(

@@ -2,14 +2,20 @@
 
 from rest_framework.response import Response
 
-from core.envelope import error_body, error_status
+from core.envelope import envelope_response, error_body
 from quotas.enforcement import usage_today
 
 from ..models import Execution
 
 
-def execution_response(execution, quota=None):
-    """The sync/GET shape: 200 with the result, or the error envelope with its status."""
+def execution_response(execution, quota=None, *, as_record=False):
+    """The sync/GET shape: 200 with the result, or the error envelope.
+
+    A run's answer (POST /execute) carries its error's HTTP status; the
+    record of a run (`as_record`, GET /executions/<id>) is 200 whatever the
+    run ended with, since the lookup itself succeeded: a failed run's status
+    would read to monitoring and retrying clients as a failed lookup.
+    """
     quota = quota or usage_today(execution.organization)
     headers = quota.headers()
     if execution.status == Execution.Status.SUCCESS or execution.fallback:
@@ -46,7 +52,7 @@ def execution_response(execution, quota=None):
         logsTruncated=execution.logs_truncated,
         quota=quota.as_dict(),
     )
-    return Response(body, status=error_status(execution.error_type), headers=headers)
+    return envelope_response(body, status=200 if as_record else None, headers=headers)
 
 
 def _error_details(execution):

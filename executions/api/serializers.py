@@ -1,17 +1,19 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from core.serializers import StrictJSONBody
+
 
 class SecretsField(serializers.DictField):
     child = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192)
 
 
-class ExecuteRequestSerializer(serializers.Serializer):
+class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
     """The body of POST /execute, in the clients' camelCase."""
 
     pluginId = serializers.SlugField(max_length=64)
     actionName = serializers.CharField(max_length=64)
-    params = serializers.JSONField(required=False, default=dict)
+    params = serializers.DictField(required=False, default=dict)
     secrets = SecretsField(required=False, default=dict)
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS)
     organizationId = serializers.CharField(required=False, max_length=64)
@@ -19,6 +21,8 @@ class ExecuteRequestSerializer(serializers.Serializer):
     version = serializers.CharField(required=False, max_length=64)
     # `async` is a Python keyword, hence the mapping in `to_internal_value`.
     run_async = serializers.BooleanField(required=False, default=False)
+    tier = serializers.CharField(required=False, allow_blank=True,
+                                 help_text="Ignored: the tier is always the organization's.")
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -27,8 +31,3 @@ class ExecuteRequestSerializer(serializers.Serializer):
         if "async" in data:
             data["run_async"] = data.pop("async")
         return super().to_internal_value(data)
-
-    def validate_params(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("params must be a JSON object")
-        return value

@@ -53,7 +53,7 @@ class ExecuteView(APIView):
             actor_id=request.user.actor_id or data["actorId"],
         )
         if data["run_async"]:
-            location = reverse("execution-detail", args=[execution.id])
+            location = request.build_absolute_uri(reverse("execution-detail", args=[execution.id]))
             headers = {"Location": location, **quota.headers()}
             body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
             return Response(body, status=202, headers=headers)
@@ -74,7 +74,7 @@ class ExecutionDetailView(APIView):
             execution = None
         if execution is None:
             raise EngineError("EXECUTION_NOT_FOUND", f"no execution {shortened(execution_id, 100)!r}")
-        return execution_response(execution)
+        return execution_response(execution, as_record=True)
 
 
 class CacheClearView(APIView):

@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from core.serializers import StrictJSONBody
+
 from ..models import Plugin, PluginVersion
 
 
@@ -35,7 +37,8 @@ class PluginSerializer(serializers.ModelSerializer):
 
     id = serializers.CharField(source="slug")
     public = serializers.SerializerMethodField()
-    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True,
+                                         help_text="The owning organization; null for a public plugin.")
     activeVersion = serializers.SerializerMethodField()
     actions = serializers.SerializerMethodField()
     versions = PluginVersionSerializer(many=True)
@@ -93,5 +96,7 @@ class PluginUploadSerializer(serializers.Serializer):
     activate = FlagField(required=False, default=True)
 
 
-class ActivateSerializer(serializers.Serializer):
+class ActivateSerializer(StrictJSONBody, serializers.Serializer):
+    """POST /plugins/<id>/activate: the stored version to make the active one."""
+
     version = serializers.CharField(max_length=64)

@@ -109,7 +109,7 @@ class PluginListView(APIView):
             )
         except ManifestError as error:
             raise EngineError("VALIDATION_ERROR", f"the plugin was not stored: {error}", details=error.errors) from None
-        headers = {"Location": reverse("plugin-detail", args=[version.plugin.slug])}
+        headers = {"Location": request.build_absolute_uri(reverse("plugin-detail", args=[version.plugin.slug]))}
         return Response(UploadedVersionSerializer(version).data, status=201, headers=headers)
 
 

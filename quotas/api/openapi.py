@@ -1,12 +1,11 @@
 """The OpenAPI description of the secret endpoints and of API-key authentication."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 
-from core.openapi import error_responses
+from core.openapi import LinkedResponse, error_responses
 
-from .serializers import SecretGrantsSerializer, SecretSerializer
+from .serializers import SecretGrantsSerializer, SecretSerializer, SecretValueSerializer
 
 
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -25,7 +24,15 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
 SECRET_EXAMPLE = {
     "name": "API_KEY", "plugins": ["weather"], "createdAt": "2026-11-26T21:40:12Z", "updatedAt": "2026-11-26T21:40:12Z",
 }
-SECRET_RESPONSE = OpenApiResponse(SecretSerializer, examples=[OpenApiExample("Secret", value=SECRET_EXAMPLE)])
+# The secret's name, from the response of the operations that store one.
+SECRET_LINKS = {
+    "DeleteSecret": {"operationId": "secrets_destroy", "parameters": {"name": "$response.body#/name"}},
+    "GrantSecret": {"operationId": "secrets_plugins_update", "parameters": {"name": "$response.body#/name"}},
+}
+SECRET_RESPONSE = LinkedResponse(SecretSerializer, examples=[OpenApiExample("Secret", value=SECRET_EXAMPLE)],
+                                 links=SECRET_LINKS)
+SECRET_NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, pattern="^[A-Z][A-Z0-9_]{0,63}$",
+                               description="UPPER_SNAKE_CASE, up to 64 characters")
 SECRET_LIST_SCHEMA = dict(
     summary="The organization's stored secrets, by name (values are never returned)",
     operation_id="secrets_list",
@@ -36,12 +43,14 @@ SECRET_LIST_SCHEMA = dict(
 )
 SECRET_PUT_SCHEMA = dict(
     summary="Store or replace a secret",
-    request=inline_serializer("SecretValue", {"value": serializers.CharField()}),
+    request=SecretValueSerializer,
+    parameters=[SECRET_NAME],
     responses={201: SECRET_RESPONSE, 200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR")},
     examples=[OpenApiExample("Store", value={"value": "a-long-random-api-key"}, request_only=True)],
 )
 SECRET_DELETE_SCHEMA = dict(
     summary="Delete a secret",
+    parameters=[SECRET_NAME],
     responses={204: None, **error_responses("NOT_FOUND")},
 )
 SECRET_GRANTS_PUT_SCHEMA = dict(
@@ -51,6 +60,7 @@ SECRET_GRANTS_PUT_SCHEMA = dict(
         "listed here. The list replaces the previous one; `[]` revokes every grant."
     ),
     request=SecretGrantsSerializer,
-    responses={200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR", "NOT_FOUND")},
+    parameters=[SECRET_NAME],
+    responses={200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR", "NOT_FOUND", "PLUGIN_NOT_FOUND")},
     examples=[OpenApiExample("Grant", value={"plugins": ["weather"]}, request_only=True)],
 )

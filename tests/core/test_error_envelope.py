@@ -1,7 +1,10 @@
 """Every client mistake gets the error envelope with the right type and status."""
 
+import logging
+
 import pytest
 
+from core import draining
 from core.envelope import HTTP_STATUS, error_body
 from core.errors import ERROR_TYPES, is_retryable
 
@@ -36,6 +39,20 @@ def test_error_table_matches_design():
         "executionId": "x",
         "error": {"type": "TIMEOUT", "message": "slow", "retryable": True},
     }
+
+
+@pytest.mark.django_db
+def test_a_designed_5xx_is_logged_once_as_a_warning_not_as_an_internal_server_error(api, examples, monkeypatch,
+                                                                                   caplog):
+    monkeypatch.setattr(draining, "_draining", True)
+    with caplog.at_level(logging.INFO):
+        assert_error(execute(api, {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]}}), 503,
+                     "SHUTTING_DOWN")
+    logged = [(record.name, record.levelname, record.getMessage()) for record in caplog.records
+              if record.levelno >= logging.WARNING]
+    assert logged == [("core.envelope", "WARNING",
+                       "answered 503 SHUTTING_DOWN: this server is shutting down; try again shortly")]
+    assert not any(record.exc_info for record in caplog.records)
 
 
 @pytest.mark.django_db
@@ -76,6 +93,11 @@ def test_bad_json_is_validation_error(api):
         ({"pluginId": "stats", "actionName": "describe", "timeout": 300001}, "timeout"),
         ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": {"nested": 1}}}, "secrets.A"),
         ({"pluginId": "stats", "actionName": "describe", "async": "maybe"}, "run_async"),
+        # Taken as the schema says: no property it does not declare, strings where it says string.
+        ({"pluginId": "stats", "actionName": "describe", "timout": 500}, "timout"),
+        ({"pluginId": "stats", "actionName": 7}, "actionName"),
+        ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": 5}}, "secrets.A"),
+        ({"pluginId": "stats", "actionName": "describe", "organizationId": ""}, "organizationId"),
     ],
 )
 def test_wrong_fields_are_validation_errors_naming_the_field(api, examples, body, field):

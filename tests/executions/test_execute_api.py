@@ -1,5 +1,6 @@
 """POST /execute and GET /executions/<id> through the real cluster and sandbox."""
 
+import logging
 import time
 
 import pytest
@@ -54,7 +55,7 @@ def test_async_returns_202_and_location_then_result(live, api, examples):
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
     location = response["Location"]
-    assert location == f"/executions/{response.json()['executionId']}"
+    assert location == f"http://testserver/executions/{response.json()['executionId']}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         polled = api.get(location)
@@ -94,15 +95,34 @@ def test_plugin_killing_itself_is_worker_crashed_and_cluster_keeps_serving(live,
         assert again.status_code == 200
 
 
-def test_plugin_exception_is_plugin_error_with_traceback_and_logs(live, api, examples):
+def test_plugin_exception_is_plugin_error_with_traceback_and_logs(live, api, examples, caplog):
     install_source("failing", RAISES, {"fail": "fail"})
-    response = execute(api, pluginId="failing", actionName="fail", params={"why": "nope"})
+    with caplog.at_level(logging.INFO, logger="django.request"):
+        response = execute(api, pluginId="failing", actionName="fail", params={"why": "nope"})
     assert response.status_code == 500
+    # A designed answer, logged once as what it is, not as an Internal Server Error.
+    [logged] = [record for record in caplog.records if record.name in ("django.request", "core.envelope")]
+    assert (logged.name, logged.levelname, logged.exc_info) == ("core.envelope", "WARNING", None)
+    assert logged.getMessage().startswith(f"answered 500 PLUGIN_ERROR (execution {response.json()['executionId']})")
     body = response.json()
     assert body["error"]["type"] == "PLUGIN_ERROR" and body["error"]["retryable"] is False
     assert "ValueError: bad input: nope" in body["error"]["message"]
     assert "plugin.py" in body["error"]["details"]["traceback"]
     assert body["logs"] == ["about to fail"]
+
+
+def test_get_of_a_failed_run_is_200_with_its_status_and_error(live, api, examples):
+    # The lookup succeeded: the run's failure is in the body, not in the HTTP status.
+    install_source("failing", RAISES, {"fail": "fail"})
+    failed = execute(api, pluginId="failing", actionName="fail", params={"why": "nope"}).json()
+    install_source("spinner", LOOPS_FOREVER, {"spin": "spin"})
+    timed_out = execute(api, pluginId="spinner", actionName="spin", timeout=1000).json()
+    for run, status, error_type in ((failed, "error", "PLUGIN_ERROR"), (timed_out, "timeout", "TIMEOUT")):
+        polled = api.get(f"/executions/{run['executionId']}")
+        assert polled.status_code == 200, polled.json()
+        body = polled.json()
+        assert (body["success"], body["status"], body["executionId"]) == (False, status, run["executionId"])
+        assert body["error"] == run["error"] and body["error"]["type"] == error_type
 
 
 def test_get_execution_of_another_organization_is_not_found(live, api, examples, make_org, make_client):

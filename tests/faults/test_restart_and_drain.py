@@ -51,7 +51,7 @@ def test_kill_9_of_every_process_then_make_run_again_finishes_every_queued_run(t
         assert service.statuses() == {"success": len(ids)}, service.statuses()
 
 
-def test_sigterm_drains_runs_in_flight_and_a_restart_finishes_the_rest(tmp_path):
+def test_sigterm_drains_runs_in_flight_and_a_restart_finishes_the_rest_and_stops_with_status_0(tmp_path):
     with service_with_runs_in_flight(tmp_path, grace_seconds=5, count=20, seconds=1, timeout_ms=60000) as (service, ids):
         # One SIGTERM: every process is gone within the grace period (and
         # supervisord's own stop sequence), and no run is left "running".
@@ -63,3 +63,8 @@ def test_sigterm_drains_runs_in_flight_and_a_restart_finishes_the_rest(tmp_path)
         service.start()
         assert wait_for(lambda: terminal(service, ids), timeout=60), service.statuses()
         assert set(service.statuses()) == {"success"}, service.statuses()
+
+        # Stopped by `make stop`, `make run` ends with 0 (a signal to make itself
+        # ends make by that signal, GNU make's way: docs/operations.md).
+        assert service.make_stop(timeout=service.grace_seconds + 30) == 0
+        assert wait_for(lambda: not service.leftovers(), timeout=5)

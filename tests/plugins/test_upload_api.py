@@ -48,7 +48,7 @@ def test_an_organization_uploads_a_private_plugin(api, org):
     assert body["sha256"] == version.sha256 == sha256_hex(bytes(version.archive))
     assert body["filesDigest"] == files_digest(files_from_zip(plugin_zip()))
     assert body["signed"] is False and body["signedBy"] is None
-    assert response["Location"] == "/plugins/echo"
+    assert response["Location"] == "http://testserver/plugins/echo"
     assert version.plugin.owner == org
 
     detail = api.get("/plugins/echo").json()

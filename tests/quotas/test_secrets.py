@@ -168,6 +168,8 @@ def test_secrets_are_written_listed_by_name_and_deleted_but_never_read(api, org,
         ("API_TOKEN", {"value": "abc"}, "value"),
         ("API_TOKEN", {"value": "x" * 8193}, "value"),
         ("API_TOKEN", {}, "value"),
+        ("API_TOKEN", {"value": 12345678}, "value"),
+        ("API_TOKEN", {"value": "long enough", "note": "x"}, "note"),
     ],
 )
 def test_invalid_secrets_are_refused(api, name, body, field):

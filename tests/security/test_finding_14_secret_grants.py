@@ -76,9 +76,9 @@ def test_grants_are_listed_and_refused_for_plugins_the_organization_cannot_run(a
 
     for plugins in (["theirs"], ["nonexistent"], ["ours", "theirs"]):
         refused = grant(api, "GITHUB_TOKEN", *plugins)
-        assert refused.status_code == 400, refused.json()
+        assert refused.status_code == 404, refused.json()
         error = refused.json()["error"]
-        assert error["type"] == "VALIDATION_ERROR" and error["retryable"] is False
+        assert error["type"] == "PLUGIN_NOT_FOUND" and error["retryable"] is False
         assert [detail["field"] for detail in error["details"]] == ["plugins"]
         assert "ours" not in error["message"]
     for body in ({"plugins": "helper"}, {}, ["helper"]):

@@ -64,9 +64,9 @@ def test_a_rejection_is_a_400_run_once_and_not_held_against_the_plugin(live, api
     assert body["error"]["details"] == {"field": "n", "got": -1}
     execution = Execution.objects.get(pk=body["executionId"])
     assert (execution.status, execution.error_type, execution.fallback) == ("error", "VALIDATION_ERROR", "")
-    # GET answers the same as the synchronous POST did.
+    # GET answers the same body as the synchronous POST did; the record exists, so 200.
     polled = api.get(f"/executions/{body['executionId']}")
-    assert polled.status_code == 400
+    assert polled.status_code == 200
     assert polled.json()["error"] == body["error"] and polled.json()["executionId"] == body["executionId"]
     assert_no_breaker_failures("strict")
 
