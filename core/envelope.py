@@ -67,8 +67,19 @@ def error_response(error, headers=None):
         headers.update(error.quota.headers())
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    body = error_body(error.error_type, error.message, details=error.details, execution_id=error.execution_id)
-    return Response(body, status=error_status(error.error_type), headers=headers)
+    return Response(engine_error_body(error), status=error_status(error.error_type), headers=headers)
+
+
+def engine_error_body(error):
+    """The envelope of an `EngineError`, without its status and headers."""
+    return error_body(error.error_type, error.message, details=error.details, execution_id=error.execution_id)
+
+
+def validation_error(exc):
+    """The VALIDATION_ERROR of a DRF ValidationError, naming each field."""
+    details = _validation_details(exc.detail)
+    summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:5])
+    return EngineError("VALIDATION_ERROR", f"invalid request: {summary}", details=details)
 
 
 def _validation_details(detail, prefix=""):
@@ -95,9 +106,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, EngineError):
         return error_response(exc)
     if isinstance(exc, drf_exceptions.ValidationError):
-        details = _validation_details(exc.detail)
-        summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:5])
-        return error_response(EngineError("VALIDATION_ERROR", f"invalid request: {summary}", details=details))
+        return error_response(validation_error(exc))
     if isinstance(exc, drf_exceptions.ParseError):
         return error_response(EngineError("VALIDATION_ERROR", f"the body could not be parsed: {exc.detail}"))
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):

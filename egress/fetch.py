@@ -96,6 +96,8 @@ def _resolve(policy: EgressPolicy, target: TargetURL, deadline: float) -> list:
         raise EgressFailed(f"DNS resolution failed for {target.host!r}", "dns_failure") from None
     if not addresses:
         raise EgressFailed(f"host {target.host!r} did not resolve to any address", "dns_failure")
+    if policy.is_trusted_host(target.host):
+        return addresses
     for ip in addresses:
         if not policy.address_allowed(ip):
             raise EgressDenied(f"host {target.host!r} resolves to a forbidden address", "forbidden_address")
@@ -172,7 +174,8 @@ def _perform(
         else:
             cap = policy.max_response_bytes
             declared = resp.getheader("Content-Length")
-            if declared and declared.strip().isdigit() and int(declared.strip()) > cap:
+            truncated = False
+            if declared and declared.strip().isdigit() and int(declared.strip()) > cap and not policy.truncate_response:
                 raise EgressDenied(
                     f"response from {host!r} exceeds the limit of {cap} bytes", "response_too_large"
                 )
@@ -188,12 +191,16 @@ def _perform(
                 if not chunk:
                     break
                 total += len(chunk)
+                if total > cap and policy.truncate_response:
+                    chunks.append(chunk[: len(chunk) - (total - cap)])
+                    truncated = True
+                    break
                 if total > cap:
                     raise EgressDenied(
                         f"response from {host!r} exceeds the limit of {cap} bytes", "response_too_large"
                     )
                 chunks.append(chunk)
-            if resp.length:  # Content-Length not satisfied (connection closed early)
+            if resp.length and not truncated:  # Content-Length not satisfied (connection closed early)
                 if watchdog.fired:
                     raise _timeout_error(policy, host)
                 raise EgressFailed(f"connection to {host!r} closed before the response was complete", "protocol_error")

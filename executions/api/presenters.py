@@ -5,13 +5,30 @@ from rest_framework.response import Response
 from core.envelope import error_body, error_status
 from quotas.enforcement import usage_today
 
+from ..callbacks import callback_summary
 from ..models import Execution
 
 
 def execution_response(execution, quota=None):
-    """The sync/GET shape: 200 with the result, or the error envelope with its status."""
+    """The sync/GET shape: 200 with the result, or the error envelope with its
+    status; with what became of its callback, when it has one."""
     quota = quota or usage_today(execution.organization)
-    headers = quota.headers()
+    body, status = execution_body(execution, quota)
+    callback = callback_summary(execution)
+    if callback is not None:
+        body["callback"] = callback
+    return Response(body, status=status, headers=quota.headers())
+
+
+def callback_body(execution):
+    """What a callback POSTs: the execution's body as GET /executions/<id>
+    answers it, without its `callback` member."""
+    body, _ = execution_body(execution, usage_today(execution.organization))
+    return body
+
+
+def execution_body(execution, quota):
+    """(body, HTTP status) of an execution, queued, running or ended."""
     if execution.status == Execution.Status.SUCCESS or execution.fallback:
         body = {
             "executionId": str(execution.id),
@@ -31,10 +48,9 @@ def execution_response(execution, quota=None):
             body["fallback"] = execution.fallback
             body["stale"] = execution.fallback == "stale_cache"
             body["error"] = error_body(execution.error_type, execution.error_message)["error"]
-        return Response(body, status=200, headers=headers)
+        return body, 200
     if not execution.is_terminal:
-        body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
-        return Response(body, status=200, headers=headers)
+        return {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}, 200
     body = error_body(execution.error_type, execution.error_message, details=_error_details(execution),
                       execution_id=execution.id)
     body.update(
@@ -46,7 +62,7 @@ def execution_response(execution, quota=None):
         logsTruncated=execution.logs_truncated,
         quota=quota.as_dict(),
     )
-    return Response(body, status=error_status(execution.error_type), headers=headers)
+    return body, error_status(execution.error_type)
 
 
 def _error_details(execution):

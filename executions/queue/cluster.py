@@ -47,6 +47,7 @@ from core.metrics_files import fold_dead_process
 from .. import reaper, supervision
 from ..lifecycle import queue_topic
 from ..models import Execution
+from . import courier
 from .scaling import PoolLimits, PoolState, decide
 from .wakeups import SharedWaiter
 from .worker import IDLE, RECYCLE_DUE, serve, signal_when_parent_dies
@@ -111,9 +112,31 @@ class ExecutionSentinel(Sentinel):
 
     def spawn_cluster(self):
         self.pool = []
+        self.courier = None
         self.beat()
         for __ in range(self.pool_limits.minimum):
             self.spawn_worker()
+        self.spawn_courier()
+
+    def spawn_courier(self):
+        close_connections_before_fork()
+        self.courier = get_mp_context().Process(target=courier.serve, args=(self.priority,), name="courier")
+        self.courier.daemon = True
+        self.courier.start()
+
+    def replace_courier(self):
+        """The courier died: its delivery in hand is sent again when its lease lapses."""
+        self.courier.join()
+        logger.critical("the %s courier (pid %s) died (exit code %s)", self.priority, self.courier.pid,
+                        self.courier.exitcode)
+        try:
+            supervision.record_process_restart(
+                "courier", supervisor=f"sentinel:{self.priority}", pid=self.courier.pid,
+                detail=f"exit code {self.courier.exitcode}",
+            )
+        except db.DatabaseError:
+            logger.exception("could not record the restart of the %s courier", self.priority)
+        self.spawn_courier()
 
     def spawn_worker(self):
         close_connections_before_fork()
@@ -188,6 +211,8 @@ class ExecutionSentinel(Sentinel):
                 elif 0 < process.timer.value < now:
                     logger.critical("worker %s passed its run's timeout; killing it", process.name)
                     process.kill()
+            if not self.courier.is_alive():
+                self.replace_courier()
             if now >= next_reap:
                 self.reap()
                 next_reap = now + settings.REAPER_INTERVAL_SECONDS
@@ -284,9 +309,23 @@ class ExecutionSentinel(Sentinel):
         if overdue:
             self.give_back_runs_of(overdue)
         self.pool = []
+        self.stop_courier()
         self.wakeups.close()
         self.beat()
         logger.info("Q Cluster %s stopped.", self.name_for_logs())
+
+
+    def stop_courier(self):
+        """After the workers (the runs they end may have callbacks): the
+        courier ends its attempt in hand; one still sending after its
+        timeout is killed, and that delivery is sent again later."""
+        if self.courier is None or not self.courier.is_alive():
+            return
+        os.kill(self.courier.pid, signal.SIGTERM)
+        self.courier.join(settings.CALLBACK_TIMEOUT_SECONDS + 1)
+        if self.courier.is_alive():
+            self.courier.kill()
+            self.courier.join()
 
 
 def close_connections_before_fork():
