@@ -26,7 +26,7 @@ from django.utils import timezone
 from audit.events import record_event
 from audit.models import AuditEvent
 from core.errors import EngineError
-from egress import EgressDenied, EgressError, EgressPolicy, check_url, fetch
+from egress import EgressDenied, EgressError, EgressPolicy, check_url, default_resolver, fetch
 from quotas.callback_signing import signing_secret
 
 from .models import CallbackDelivery
@@ -37,9 +37,6 @@ MAX_CALLBACK_URL_LENGTH = 2000
 RESPONSE_READ_BYTES = 1024
 # A result (MAX_RESULT_BYTES) and logs, with room for JSON's escapes.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# A courier that died mid-attempt leaves the delivery to be sent again this
-# long after its timeout.
-LEASE_MARGIN_SECONDS = 30
 
 
 def courier_topic(priority):
@@ -47,8 +44,14 @@ def courier_topic(priority):
     return f"callbacks-{priority}"
 
 
+# How callback hosts are resolved, at submission and before each attempt
+# (the egress suite's tests answer for DNS with resolvers of their own).
+resolver = default_resolver
+
+
 def callback_policy():
     return EgressPolicy(
+        resolver=resolver,
         any_public_host=True,
         allow_any_port=True,
         trusted_hosts=frozenset(settings.CALLBACK_ALLOWED_HOSTS),
@@ -110,7 +113,9 @@ def claim_due(priority):
     )
     if due is None:
         return None
-    lease = dt.timedelta(seconds=settings.CALLBACK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS)
+    # An attempt ends within its timeout (the egress deadline covers it all):
+    # twice that is ample, and a courier that died leaves it no longer.
+    lease = dt.timedelta(seconds=2 * settings.CALLBACK_TIMEOUT_SECONDS + 1)
     taken = CallbackDelivery.objects.filter(
         pk=due, state=CallbackDelivery.State.PENDING, next_attempt_at__lte=now
     ).update(next_attempt_at=now + lease)

@@ -24,6 +24,16 @@ class QuotaSerializer(serializers.Serializer):
     limit = serializers.IntegerField(allow_null=True)
 
 
+class CallbackStateSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    state = serializers.ChoiceField(choices=["waiting", "pending", "delivered", "failed"],
+                                    help_text="waiting: the run has not ended; pending: being sent or to be sent again")
+    attempts = serializers.IntegerField()
+    lastStatusCode = serializers.IntegerField(required=False, allow_null=True)
+    lastError = serializers.CharField(required=False, allow_null=True)
+    deliveredAt = serializers.DateTimeField(required=False, allow_null=True)
+
+
 class ExecutionResultSerializer(serializers.Serializer):
     executionId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["queued", "running", "success"])
@@ -36,6 +46,7 @@ class ExecutionResultSerializer(serializers.Serializer):
     logs = serializers.ListField(child=serializers.CharField(), required=False)
     logsTruncated = serializers.BooleanField(required=False)
     quota = QuotaSerializer()
+    callback = CallbackStateSerializer(required=False, help_text="GET only, for a run submitted with a callbackUrl.")
 
 
 class ExecutionQueuedSerializer(serializers.Serializer):
@@ -143,23 +154,6 @@ CACHE_INVALIDATE_SCHEMA = dict(
 
 
 # -- callbacks and batches ----------------------------------------------------------
-
-class CallbackStateSerializer(serializers.Serializer):
-    url = serializers.CharField()
-    state = serializers.ChoiceField(choices=["waiting", "pending", "delivered", "failed"],
-                                    help_text="waiting: the run has not ended; pending: being sent or to be sent again")
-    attempts = serializers.IntegerField()
-    lastStatusCode = serializers.IntegerField(required=False, allow_null=True)
-    lastError = serializers.CharField(required=False, allow_null=True)
-    deliveredAt = serializers.DateTimeField(required=False, allow_null=True)
-
-
-class ExecutionWithCallbackSerializer(ExecutionResultSerializer):
-    callback = CallbackStateSerializer(required=False, help_text="Only for a run submitted with a callbackUrl.")
-
-
-EXECUTION_DETAIL_SCHEMA["responses"] = {**EXECUTION_DETAIL_SCHEMA["responses"], 200: ExecutionWithCallbackSerializer}
-
 
 class BatchItemDocSerializer(ExecuteRequestSerializer):
     """One item: /execute's body without `async`, with the item's own idempotency key."""

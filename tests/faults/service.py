@@ -154,7 +154,11 @@ class Service:
         return self.program(f"cluster-{priority}").children()[0]
 
     def workers(self, priority):
-        return self.sentinel(priority).children()
+        return [child for child in self.sentinel(priority).children() if not child.name().startswith("courier")]
+
+    def courier(self, priority):
+        """The process that sends the priority's callbacks (executions.queue.courier)."""
+        return next(child for child in self.sentinel(priority).children() if child.name().startswith("courier"))
 
     def fork_server(self, worker):
         return next(p for p in worker.children(recursive=True) if "child.forkserver" in " ".join(p.cmdline()))
