@@ -23,7 +23,7 @@ from .policy import EgressPolicy
 from .request import check_method, coerce_body, sanitize_headers
 from .urls import TargetURL, check_url
 
-__all__ = ["EgressResponse", "fetch"]
+__all__ = ["EgressResponse", "fetch", "resolve_url"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_RESOLVED_ADDRESSES = 32
@@ -102,6 +102,15 @@ def _resolve(policy: EgressPolicy, target: TargetURL, deadline: float) -> list:
         if not policy.address_allowed(ip):
             raise EgressDenied(f"host {target.host!r} resolves to a forbidden address", "forbidden_address")
     return addresses
+
+
+def resolve_url(policy: EgressPolicy, url: str) -> list:
+    """The checks :func:`fetch` makes of a URL before connecting, without
+    connecting: :func:`check_url`, then DNS (every answer must be allowed),
+    within ``policy.timeout_seconds``.  The checked addresses; raises
+    :class:`EgressDenied` or :class:`EgressFailed`."""
+    target = check_url(policy, url)
+    return _resolve(policy, target, time.monotonic() + float(policy.timeout_seconds))
 
 
 @dataclass

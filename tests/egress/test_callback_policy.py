@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from egress.errors import EgressDenied
-from egress.fetch import fetch
+from egress.errors import EgressDenied, EgressFailed
+from egress.fetch import fetch, resolve_url
 from egress.policy import EgressPolicy
 from egress.urls import check_url
 
@@ -59,3 +59,14 @@ def test_a_truncated_response_is_cut_at_its_cap(server, mode):
     policy = callback_policy(trusted_hosts=[LOCAL], max_response_bytes=100, truncate_response=True)
     response = fetch(policy, "GET", f"http://{LOCAL}:{server}/big?n=5000&mode={mode}")
     assert response.status == 200 and len(response.body) == 100
+
+
+def test_resolve_url_makes_fetch_s_checks_without_connecting(network_guard):
+    policy = callback_policy(FakeResolver({"hooks.example.com": ["93.184.216.34"], "inside.example.com": ["10.0.0.9"]}))
+    assert [str(ip) for ip in resolve_url(policy, "https://hooks.example.com/runs")] == ["93.184.216.34"]
+    with pytest.raises(EgressDenied) as refused:
+        resolve_url(policy, "https://inside.example.com/runs")
+    assert refused.value.code == "forbidden_address"
+    with pytest.raises(EgressFailed):
+        resolve_url(policy, "https://unknown.example.com/runs")
+    assert network_guard.targets == []
