@@ -27,7 +27,7 @@ TIMEOUT_SECONDS = 1
 
 class Receiver:
     """A callback receiver on 127.0.0.1. `answers`: per request, a status to
-    answer, "hang" (answer nothing for longer than the callback timeout) or
+    answer (or a status and a Location), "hang" (answer nothing for longer than the callback timeout) or
     an Event to wait for before answering 200; 200 once they run out."""
 
     def __init__(self, *answers):
@@ -46,7 +46,10 @@ class Receiver:
                 if isinstance(answer, threading.Event):
                     answer.wait(30)
                     answer = 200
+                answer, location = answer if isinstance(answer, tuple) else (answer, None)
                 self.send_response(answer)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -137,6 +140,27 @@ def test_a_host_resolving_to_a_private_address_when_sent_is_not_called(api, exam
     assert receiver.received == []
     delivery.refresh_from_db()
     assert delivery.attempts == 1 and delivery.last_error.startswith("forbidden_address"), delivery.last_error
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(api, examples, settings):
+    settings.CALLBACK_ALLOWED_HOSTS = ["127.0.0.1"]
+    elsewhere = Receiver()
+    receiver = Receiver((307, elsewhere.url()))
+    try:
+        response = api.post("/execute", {"pluginId": "stats", "actionName": "describe", "params": {"values": [1]},
+                                         "async": True, "callbackUrl": receiver.url()}, format="json")
+        execution = Execution.objects.with_plugin().get(pk=response.json()["executionId"])
+        assert finish_execution(execution, status=Execution.Status.SUCCESS, result={"n": 1})
+        delivery = callbacks.claim_due(execution.priority)
+        assert callbacks.attempt(delivery, render_body) == CallbackDelivery.State.PENDING
+    finally:
+        receiver.close()
+        elsewhere.close()
+    assert len(receiver.received) == 1 and elsewhere.received == []
+    delivery.refresh_from_db()
+    assert delivery.last_error.startswith("too_many_redirects")
+    # Due again after the back-off, not at once: another courier's claim finds nothing now.
+    assert callbacks.claim_due(execution.priority) is None
 
 
 # -- delivery by the real service ---------------------------------------------------------
