@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from executions import callbacks
+from executions.checks import check_callback_allowed_hosts
 from executions.lifecycle import finish_execution
 from executions.models import CallbackDelivery, Execution
 from executions.queue.courier import render_body
@@ -99,6 +100,13 @@ def test_a_callback_url_no_callback_may_reach_is_refused_at_submission(api, url,
     assert error["type"] == "VALIDATION_ERROR" and reason in error["message"], error
     assert error["details"][0]["field"] == "callbackUrl", error
     assert not Execution.objects.exists()
+
+
+def test_a_malformed_allowed_host_fails_the_system_check(settings):
+    settings.CALLBACK_ALLOWED_HOSTS = ["receiver.internal", "http://receiver.internal/"]
+    assert [error.id for error in check_callback_allowed_hosts(None)] == ["executions.E001"]
+    settings.CALLBACK_ALLOWED_HOSTS = ["receiver.internal", "10.0.0.5", "[fd00::5]"]
+    assert check_callback_allowed_hosts(None) == []
 
 
 def test_a_synchronous_request_with_a_callback_url_is_refused(api):
