@@ -7,6 +7,7 @@ from plugins.admin import PluginAdmin
 from plugins.models import Plugin
 
 from . import breaker, cache
+from .callbacks import callback_summary
 from .models import CircuitBreaker, Execution, ExecutionAttempt
 
 
@@ -38,7 +39,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     date_hierarchy = "queued_at"
     fieldsets = [
         (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "status", "cache_hit"]}),
-        ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit_mb"]}),
+        ("Request", {"fields": ["pretty_params", "timeout_ms", "memory_limit_mb", "callback_url", "callback"]}),
         ("Outcome", {"fields": ["pretty_result", "error_type", "error_message", "error_details", "error_traceback",
                                 "retry_count", "fallback"]}),
         ("Logs", {"fields": ["pretty_logs", "logs_truncated"]}),
@@ -70,6 +71,10 @@ class ExecutionAdmin(ReadOnlyAdmin):
     @admin.display(description="Plugin", ordering="plugin_version__plugin__slug")
     def plugin(self, execution):
         return execution.plugin_version
+
+    @admin.display(description="Callback")
+    def callback(self, execution):
+        return json_block(callback_summary(execution))
 
     @admin.display(description="Params")
     def pretty_params(self, execution):
