@@ -28,6 +28,7 @@ from core.errors import EngineError
 from egress import EgressDenied, EgressError, EgressFailed, EgressPolicy, default_resolver, fetch, resolve_url
 from quotas.callback_signing import signing_secret
 
+from . import metrics
 from .models import CallbackDelivery
 from .queue.wakeups import wake
 
@@ -202,6 +203,7 @@ def record_attempt(delivery, *, status_code, error, duration_ms):
                 "nextAttemptAt": next_attempt_at.isoformat() if next_attempt_at else None,
             },
         )
+        transaction.on_commit(lambda: metrics.CALLBACK_ATTEMPTS.labels(state).inc())
     return state
 
 

@@ -128,3 +128,15 @@ def test_an_item_asking_for_async_on_its_own_is_refused(api, examples):
     response = batch(api, [{**slugify("x"), "async": True}])
     [item] = response.json()["items"]
     assert item["error"]["type"] == "VALIDATION_ERROR" and "whole batch" in item["error"]["message"]
+
+
+def test_an_item_s_callback_url_follows_the_rules_of_execute(api, examples, settings):
+    settings.CALLBACK_ALLOWED_HOSTS = ["127.0.0.1"]
+    hook = {"callbackUrl": "http://127.0.0.1:9/hook"}
+    allowed, private = batch(api, [slugify("a", **hook), slugify("b", callbackUrl="http://10.0.0.1/hook")],
+                             **{"async": True}).json()["items"]
+    assert allowed["status"] == "queued"
+    assert Execution.objects.get(pk=allowed["executionId"]).callback_url == hook["callbackUrl"]
+    assert private["error"]["type"] == "VALIDATION_ERROR" and "forbidden address" in private["error"]["message"]
+    [synchronous] = batch(api, [slugify("c", **hook)]).json()["items"]
+    assert synchronous["error"]["type"] == "VALIDATION_ERROR" and "asynchronous" in synchronous["error"]["message"]
