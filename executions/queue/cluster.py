@@ -20,7 +20,10 @@ and the admin read), and replaces what passes between processes:
   and stops on SIGTERM by draining: workers finish their runs for up to
   SHUTDOWN_GRACE_SECONDS, what is left is given back;
 - workers die with their sentinel, and the sentinel with its cluster's main
-  process (PR_SET_PDEATHSIG), so no orphan keeps working unwatched.
+  process (PR_SET_PDEATHSIG), so no orphan keeps working unwatched;
+- beside the workers, one courier process sends the callbacks of the
+  priority's runs (executions.queue.courier): a slow receiver never holds
+  a worker.
 """
 
 import gc
@@ -127,6 +130,7 @@ class ExecutionSentinel(Sentinel):
     def replace_courier(self):
         """The courier died: its delivery in hand is sent again when its lease lapses."""
         self.courier.join()
+        self.fold_metrics_of(self.courier)
         logger.critical("the %s courier (pid %s) died (exit code %s)", self.priority, self.courier.pid,
                         self.courier.exitcode)
         try:
@@ -160,10 +164,7 @@ class ExecutionSentinel(Sentinel):
         """A worker ended: give back the run it held, start another one."""
         self.pool.remove(process)
         process.join()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Its counts stay in the totals, in this sentinel's archive; its
-            # gauges go, and so do its files.
-            fold_dead_process(process.pid, f"archive-{self.priority}-{os.getpid()}", os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        self.fold_metrics_of(process)
         if process.retiring and process.exitcode == 0:
             logger.info("%s worker %s", process.retiring, process.name)
             return
@@ -179,6 +180,12 @@ class ExecutionSentinel(Sentinel):
         # One that was being replaced or let go has no successor to start.
         if not self.stopping and not process.retiring:
             self.spawn_worker()
+
+    def fold_metrics_of(self, process):
+        """A child that ended: its counts stay in the totals, in this
+        sentinel's archive; its gauges go, and so do its files."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            fold_dead_process(process.pid, f"archive-{self.priority}-{os.getpid()}", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
     def give_back_runs_of(self, pids):
         try:
@@ -313,7 +320,6 @@ class ExecutionSentinel(Sentinel):
         self.wakeups.close()
         self.beat()
         logger.info("Q Cluster %s stopped.", self.name_for_logs())
-
 
     def stop_courier(self):
         """After the workers (the runs they end may have callbacks): the
