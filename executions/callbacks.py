@@ -189,6 +189,8 @@ def record_attempt(delivery, *, status_code, error, duration_ms):
         ).update(
             state=state, attempts=number, next_attempt_at=next_attempt_at, last_status_code=status_code,
             last_error=error, delivered_at=now if state == CallbackDelivery.State.DELIVERED else None,
+            # Kept while it may be sent again; the execution holds it all anyway.
+            **({} if state == CallbackDelivery.State.PENDING else {"body": ""}),
         )
         if not changed:
             return None

@@ -137,7 +137,7 @@ class CallbackDelivery(models.Model):
     next_attempt_at = models.DateTimeField(
         null=True, blank=True, help_text="When a courier may send it (again); pushed ahead while one is sending."
     )
-    body = models.TextField(blank=True, help_text="The signed body, kept as first sent so that every attempt is the same.")
+    body = models.TextField(blank=True, help_text="The body as first sent, so that every attempt is the same; dropped once delivered or given up.")
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

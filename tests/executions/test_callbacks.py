@@ -227,6 +227,9 @@ def test_an_async_run_delivers_one_signed_post_of_its_final_body(service):
     assert signing["secret"] not in json.dumps(shown)
     [event] = attempt_events(service, execution_id)
     assert event["statusCode"] == 200 and event["state"] == "delivered" and event["attempt"] == 1
+    # Delivered, its copy of the body is not kept.
+    assert service.query("SELECT body FROM executions_callbackdelivery WHERE execution_id = %s",
+                         execution_id.replace("-", "")) == [("",)]
 
 
 @pytest.mark.slow
