@@ -19,6 +19,8 @@ class AuditEvent(models.Model):
         EXECUTION_RECOVERED = "execution_recovered"
         PROCESS_RESTARTED = "process_restarted"
         WORKER_POOL_SCALED = "worker_pool_scaled"
+        CALLBACK_ATTEMPTED = "callback_attempted"
+        CALLBACK_SECRET_CHANGED = "callback_secret_changed"
 
     type = models.CharField(max_length=40, choices=Type.choices, db_index=True)
     actor_id = models.CharField(max_length=200, blank=True)

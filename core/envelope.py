@@ -67,8 +67,7 @@ def error_response(error, headers=None):
         headers.update(error.quota.headers())
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    body = error_body(error.error_type, error.message, details=error.details, execution_id=error.execution_id)
-    return envelope_response(body, headers=headers)
+    return envelope_response(engine_error_body(error), headers=headers)
 
 
 def envelope_response(body, *, status=None, headers=None):
@@ -88,6 +87,18 @@ def envelope_response(body, *, status=None, headers=None):
                        f" (execution {body['executionId']})" if "executionId" in body else "", error["message"])
         response._has_been_logged = True  # read by django.utils.log.log_response
     return response
+
+
+def engine_error_body(error):
+    """The envelope of an `EngineError`, without its status and headers."""
+    return error_body(error.error_type, error.message, details=error.details, execution_id=error.execution_id)
+
+
+def validation_error(exc):
+    """The VALIDATION_ERROR of a DRF ValidationError, naming each field."""
+    details = _validation_details(exc.detail)
+    summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:5])
+    return EngineError("VALIDATION_ERROR", f"invalid request: {summary}", details=details)
 
 
 def _validation_details(detail, prefix=""):
@@ -114,9 +125,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, EngineError):
         return error_response(exc)
     if isinstance(exc, drf_exceptions.ValidationError):
-        details = _validation_details(exc.detail)
-        summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:5])
-        return error_response(EngineError("VALIDATION_ERROR", f"invalid request: {summary}", details=details))
+        return error_response(validation_error(exc))
     if isinstance(exc, drf_exceptions.ParseError):
         return error_response(EngineError("VALIDATION_ERROR", f"the body could not be parsed: {exc.detail}"))
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):

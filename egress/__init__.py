@@ -20,7 +20,7 @@ Modules (each imports only the ones listed before it):
 * ``connection`` -- :class:`PinnedHTTPConnection` /
   :class:`PinnedHTTPSConnection`, the default TLS context, the watchdog.
 * ``fetch`` -- :class:`EgressResponse`, :func:`fetch` (DNS checks, caps,
-  deadline, redirects).
+  deadline, redirects), :func:`resolve_url` (its checks without connecting).
 
 Security model (per hop, including every redirect hop):
 
@@ -63,7 +63,7 @@ diagnostics.
 from .addresses import is_forbidden_address
 from .connection import PinnedHTTPConnection, PinnedHTTPSConnection
 from .errors import EgressDenied, EgressError, EgressFailed
-from .fetch import EgressResponse, fetch
+from .fetch import EgressResponse, fetch, resolve_url
 from .hosts import normalize_domain_entry, parse_ip_literal
 from .policy import EgressPolicy, default_resolver
 from .request import ALLOWED_METHODS
@@ -85,4 +85,5 @@ __all__ = [
     "is_forbidden_address",
     "normalize_domain_entry",
     "parse_ip_literal",
+    "resolve_url",
 ]

@@ -23,7 +23,7 @@ from .policy import EgressPolicy
 from .request import check_method, coerce_body, sanitize_headers
 from .urls import TargetURL, check_url
 
-__all__ = ["EgressResponse", "fetch"]
+__all__ = ["EgressResponse", "fetch", "resolve_url"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_RESOLVED_ADDRESSES = 32
@@ -96,10 +96,21 @@ def _resolve(policy: EgressPolicy, target: TargetURL, deadline: float) -> list:
         raise EgressFailed(f"DNS resolution failed for {target.host!r}", "dns_failure") from None
     if not addresses:
         raise EgressFailed(f"host {target.host!r} did not resolve to any address", "dns_failure")
+    if policy.is_trusted_host(target.host):
+        return addresses
     for ip in addresses:
         if not policy.address_allowed(ip):
             raise EgressDenied(f"host {target.host!r} resolves to a forbidden address", "forbidden_address")
     return addresses
+
+
+def resolve_url(policy: EgressPolicy, url: str) -> list:
+    """The checks :func:`fetch` makes of a URL before connecting, without
+    connecting: :func:`check_url`, then DNS (every answer must be allowed),
+    within ``policy.timeout_seconds``.  The checked addresses; raises
+    :class:`EgressDenied` or :class:`EgressFailed`."""
+    target = check_url(policy, url)
+    return _resolve(policy, target, time.monotonic() + float(policy.timeout_seconds))
 
 
 @dataclass
@@ -172,7 +183,8 @@ def _perform(
         else:
             cap = policy.max_response_bytes
             declared = resp.getheader("Content-Length")
-            if declared and declared.strip().isdigit() and int(declared.strip()) > cap:
+            truncated = False
+            if declared and declared.strip().isdigit() and int(declared.strip()) > cap and not policy.truncate_response:
                 raise EgressDenied(
                     f"response from {host!r} exceeds the limit of {cap} bytes", "response_too_large"
                 )
@@ -188,12 +200,16 @@ def _perform(
                 if not chunk:
                     break
                 total += len(chunk)
+                if total > cap and policy.truncate_response:
+                    chunks.append(chunk[: len(chunk) - (total - cap)])
+                    truncated = True
+                    break
                 if total > cap:
                     raise EgressDenied(
                         f"response from {host!r} exceeds the limit of {cap} bytes", "response_too_large"
                     )
                 chunks.append(chunk)
-            if resp.length:  # Content-Length not satisfied (connection closed early)
+            if resp.length and not truncated:  # Content-Length not satisfied (connection closed early)
                 if watchdog.fired:
                     raise _timeout_error(policy, host)
                 raise EgressFailed(f"connection to {host!r} closed before the response was complete", "protocol_error")

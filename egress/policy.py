@@ -42,6 +42,20 @@ def default_resolver(host: str, port: int) -> list:
     return result
 
 
+def _canonical_host(entry: str) -> str:
+    """A ``trusted_hosts`` entry as :func:`urls.check_url` spells hosts."""
+    if not isinstance(entry, str) or not entry.strip():
+        raise ValueError(f"invalid trusted host {entry!r}")
+    text = entry.strip()
+    ip = parse_ip_literal(text[1:-1] if text.startswith("[") and text.endswith("]") else text)
+    if ip is not None:
+        return str(ip)
+    try:
+        return normalize_hostname(text)
+    except ValueError:
+        raise ValueError(f"invalid trusted host {entry!r}") from None
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     """What a plugin execution may reach.
@@ -62,6 +76,18 @@ class EgressPolicy:
 
     ``allow_any_port``: by default only the scheme default port, 80 and 443
     are allowed.
+
+    ``any_public_host``: any host name, and any IP literal, instead of the
+    ``allowed_domains`` list (the engine's callbacks to its clients' URLs);
+    every address is still checked.
+
+    ``trusted_hosts``: host names or IP address strings, as they appear in
+    the URL, whose addresses are not checked at all (an operator's own
+    receivers on private addresses).  Canonicalised on construction.
+
+    ``truncate_response``: a response body longer than
+    ``max_response_bytes`` is cut there instead of refused (a caller that
+    wants only the status reads no more than it needs).
     """
 
     allowed_domains: Sequence[str] = ()
@@ -73,6 +99,9 @@ class EgressPolicy:
     allow_any_port: bool = False
     max_request_bytes: int = MIB
     ssl_context: Optional[ssl.SSLContext] = field(default=None, repr=False, compare=False)
+    any_public_host: bool = False
+    trusted_hosts: frozenset = frozenset()
+    truncate_response: bool = False
     _permitted_ips: frozenset = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +121,10 @@ class EgressPolicy:
                 raise ValueError(f"invalid permitted address {address!r}") from None
         object.__setattr__(self, "permitted_addresses", permitted)
         object.__setattr__(self, "_permitted_ips", frozenset(ips))
+
+        if isinstance(self.trusted_hosts, str):
+            raise TypeError("trusted_hosts must be a set of strings, not a string")
+        object.__setattr__(self, "trusted_hosts", frozenset(_canonical_host(h) for h in self.trusted_hosts))
 
         for name in ("max_response_bytes", "max_request_bytes"):
             value = getattr(self, name)
@@ -127,6 +160,10 @@ class EgressPolicy:
             elif name == entry:
                 return True
         return False
+
+    def is_trusted_host(self, host: str) -> bool:
+        """``host`` as a canonical URL host (a name, or an IP string)."""
+        return host in self.trusted_hosts
 
     def is_permitted_address(self, ip: IPAddress) -> bool:
         return ip in self._permitted_ips

@@ -157,14 +157,15 @@ def check_url(policy: EgressPolicy, url: str) -> TargetURL:
             host = str(ip)
 
     if ip is not None:
-        if not policy.is_permitted_address(ip):
+        if not policy.is_permitted_address(ip) and not policy.is_trusted_host(host):
             if is_forbidden_address(ip):
                 raise EgressDenied(f"destination {host} is a forbidden address", "forbidden_address")
-            raise EgressDenied(
-                "IP address literals are not allowed; use an allowlisted domain name",
-                "ip_literal_not_allowed",
-            )
-    elif not policy._matches(host):
+            if not policy.any_public_host:
+                raise EgressDenied(
+                    "IP address literals are not allowed; use an allowlisted domain name",
+                    "ip_literal_not_allowed",
+                )
+    elif not (policy.any_public_host or policy.is_trusted_host(host) or policy._matches(host)):
         raise EgressDenied(f"domain {host!r} is not in the egress allowlist", "domain_not_allowed")
 
     try:

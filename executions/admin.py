@@ -9,6 +9,7 @@ from plugins.admin import PluginAdmin
 from plugins.models import Plugin
 
 from . import breaker, cache
+from .callbacks import callback_summary
 from .models import CircuitBreaker, Execution, ExecutionAttempt
 
 
@@ -75,8 +76,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ["actor_id"]
     date_hierarchy = "queued_at"
     readonly_fields = [
-        "outcome", "answered_from_cache", "events", "pretty_params", "timeout", "memory_limit", "pretty_result",
-        "pretty_logs", "logs_cut", "queue_wait", "run_time", "cpu_time", "peak_memory",
+        "outcome", "answered_from_cache", "events", "pretty_params", "timeout", "callback", "memory_limit",
+        "pretty_result", "pretty_logs", "logs_cut", "queue_wait", "run_time", "cpu_time", "peak_memory",
     ]
 
     def get_fieldsets(self, request, obj=None):
@@ -91,7 +92,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
         return [
             (None, {"fields": ["id", "organization", "actor_id", "plugin_version", "action", "outcome",
                                "answered_from_cache", "events"]}),
-            ("Request", {"fields": ["pretty_params", "timeout", "memory_limit"]}),
+            ("Request", {"fields": ["pretty_params", "timeout", "memory_limit"]
+                         + (["callback_url", "callback"] if obj is not None and obj.callback_url else [])}),
             ("Outcome", {"fields": outcome}),
             ("Logs", {"fields": ["pretty_logs", "logs_cut"]}),
             ("Timing and resources", {"fields": [
@@ -168,6 +170,10 @@ class ExecutionAdmin(ReadOnlyAdmin):
     @admin.display(description="Plugin", ordering="plugin_version__plugin__slug")
     def plugin(self, execution):
         return execution.plugin_version
+
+    @admin.display(description="Callback")
+    def callback(self, execution):
+        return json_block(callback_summary(execution))
 
     @admin.display(description="Params")
     def pretty_params(self, execution):

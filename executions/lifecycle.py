@@ -20,7 +20,7 @@ from audit.models import AuditEvent
 from core import sql
 from quotas.enforcement import usage_today
 
-from . import metrics, recovery
+from . import callbacks, metrics, recovery
 from .models import Execution, ExecutionAttempt
 from .queue.wakeups import wake
 
@@ -86,6 +86,7 @@ def finish_execution(
         for name, value in fields.items():
             setattr(execution, name, value)
         record_execution_event(execution)
+        callbacks.schedule_delivery(execution)
         # Counted once the end is committed, so a rolled-back end is never counted.
         transaction.on_commit(lambda: metrics.observe_execution(execution))
         transaction.on_commit(lambda: wake(execution_topic(execution.pk)))
@@ -109,6 +110,7 @@ def record_answered_execution(quota, **fields):
     now = timezone.now()
     execution = insert_execution(Execution(started_at=now, finished_at=now, **fields))
     record_execution_event(execution, quota)
+    callbacks.schedule_delivery(execution)
     transaction.on_commit(lambda: metrics.observe_execution(execution))
     return execution
 

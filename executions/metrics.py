@@ -46,6 +46,12 @@ QUEUE_WAIT = Histogram(
     ["priority"], buckets=SECONDS_BUCKETS,
 )
 
+CALLBACK_ATTEMPTS = Counter(
+    "callback_attempts_total",
+    "Attempts to send a run's callback, by the state each left it in: delivered, pending (to be tried again) or failed.",
+    ["state"],
+)
+
 CACHE_HITS = Counter("cache_hits_total", "Executions of cacheable actions answered from the result cache.")
 CACHE_MISSES = Counter("cache_misses_total", "Executions of cacheable actions that had to run.")
 def observe_execution(execution):

@@ -67,6 +67,9 @@ class Execution(models.Model):
         help_text="The run failed and this answer was given instead.",
     )
     idempotency_key = models.CharField(max_length=200, blank=True)
+    callback_url = models.CharField(
+        max_length=2000, blank=True, help_text="POSTed the execution's final body when it ends (executions.callbacks)."
+    )
     request_fingerprint = models.CharField(max_length=64, blank=True)
     retry_count = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker that ran it")
@@ -111,6 +114,40 @@ class Execution(models.Model):
     @property
     def plugin_slug(self):
         return self.plugin_version.plugin.slug
+
+
+class CallbackDelivery(models.Model):
+    """The POST of an ended execution's body to its callback URL, written in
+    the transaction that ends the execution and sent by the clusters'
+    couriers (executions.callbacks), again with back-off until delivered or
+    out of attempts."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    execution = models.OneToOneField(
+        Execution, primary_key=True, on_delete=models.CASCADE, related_name="callback_delivery"
+    )
+    url = models.CharField(max_length=2000)
+    priority = models.CharField(max_length=10, help_text="Sent by a courier of this priority's clusters.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a courier may send it (again); pushed ahead while one is sending."
+    )
+    body = models.TextField(blank=True, help_text="The body as first sent, so that every attempt is the same; dropped once delivered or given up.")
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "priority", "next_attempt_at"], name="callback_due")]
+
+    def __str__(self):
+        return f"{self.execution_id} -> {self.url} {self.state}"
 
 
 class ExecutionAttempt(models.Model):

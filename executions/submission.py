@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import time
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -140,7 +141,8 @@ def submit_execution(*, organization, idempotency_key="", fingerprint="", **requ
     return existing, usage_today(organization)
 
 
-def _submit(*, organization, plugin_version, action_name, params, secrets, timeout_ms, actor_id, idempotency_key, fingerprint):
+def _submit(*, organization, plugin_version, action_name, params, secrets, timeout_ms, actor_id, idempotency_key, fingerprint,
+            callback_url=""):
     if is_draining():
         raise EngineError("SHUTTING_DOWN", "this server is shutting down; try again shortly",
                           retry_after=SHUTTING_DOWN_RETRY_AFTER_SECONDS)
@@ -161,6 +163,7 @@ def _submit(*, organization, plugin_version, action_name, params, secrets, timeo
         long_running=is_long_running(action),
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint if idempotency_key else "",
+        callback_url=callback_url,
     )
     if cache.is_cacheable(action):
         _, granted = secrets_for_run(organization, plugin_version, secrets)
@@ -298,8 +301,9 @@ def enqueue(fields, sealed_secrets):
 PROGRESS_COLUMNS = sql.Columns(Execution, "e", only=("id", "status", "start_deadline", "lease_expires_at"))
 
 
-def wait_for_outcome(execution):
-    """Block until the run ends and return it. A run still queued past its
+def wait_for_outcome(execution, deadline=None):
+    """Block until the run ends and return it (or, past `deadline`, a
+    time.monotonic(), return None). A run still queued past its
     start deadline is expired; a running one is waited for while its
     worker's lease holds (retries renew it), and given back when the lease
     runs out. The worker wakes us when it records the end; the database is
@@ -319,9 +323,14 @@ def wait_for_outcome(execution):
             if progress.lease_expires_at and progress.lease_expires_at < now:
                 lifecycle.reclaim_expired_leases(execution.organization)
                 continue
+            wait = settings.EXECUTION_IDLE_POLL_SECONDS
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
             with waiting():
                 sql.release_connection()
-                waiter.wait(settings.EXECUTION_IDLE_POLL_SECONDS)
+                waiter.wait(wait)
 
 
 def ended(execution):

@@ -287,6 +287,22 @@ EGRESS_RATE_LIMIT_PER_MINUTE = env_int("EGRESS_RATE_LIMIT_PER_MINUTE", 10)
 EGRESS_MAX_RESPONSE_BYTES = env_int("EGRESS_MAX_RESPONSE_BYTES", 1024 * 1024)
 EGRESS_TIMEOUT_SECONDS = env_int("EGRESS_TIMEOUT_SECONDS", 10)
 
+# Callbacks of asynchronous runs (executions.callbacks): hosts (names or IP
+# addresses, as written in the URL) a callbackUrl may name even though they
+# are private, loopback or link-local; empty: none. Each attempt is bounded by
+# CALLBACK_TIMEOUT_SECONDS; a failed one is tried again after
+# CALLBACK_RETRY_BASE_SECONDS, doubling up to CALLBACK_RETRY_MAX_SECONDS, for
+# CALLBACK_MAX_ATTEMPTS in all. Each cluster's courier looks for deliveries
+# due again every CALLBACK_POLL_SECONDS (new ones wake it at once).
+CALLBACK_ALLOWED_HOSTS = env_list("CALLBACK_ALLOWED_HOSTS")
+CALLBACK_TIMEOUT_SECONDS = float(env_str("CALLBACK_TIMEOUT_SECONDS", "10"))
+CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 8)
+CALLBACK_RETRY_BASE_SECONDS = float(env_str("CALLBACK_RETRY_BASE_SECONDS", "10"))
+CALLBACK_RETRY_MAX_SECONDS = float(env_str("CALLBACK_RETRY_MAX_SECONDS", "600"))
+CALLBACK_POLL_SECONDS = float(env_str("CALLBACK_POLL_SECONDS", "1"))
+# POST /execute/batch: at most this many items per request.
+EXECUTE_BATCH_MAX_ITEMS = env_int("EXECUTE_BATCH_MAX_ITEMS", 20)
+
 # Plugin signatures (plugins.signing): base64 raw Ed25519 public keys of the
 # publishers this operator trusts; when required, unsigned uploads are refused.
 PLUGIN_TRUSTED_KEYS = env_list("PLUGIN_TRUSTED_KEYS")

@@ -171,3 +171,19 @@ class OrganizationSecret(models.Model):
 
     def __str__(self):
         return f"{self.organization.slug}/{self.name}"
+
+
+class CallbackSigningSecret(models.Model):
+    """The key an organization's execution callbacks are signed with
+    (HMAC-SHA256, executions.callbacks), made on first need and rotated on
+    request. Only quotas.callback_signing reads or writes `ciphertext`,
+    encrypted at rest like the stored secrets; unlike them the organization
+    may read it, since its receivers must check signatures with it."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="callback_signing_secret")
+    ciphertext = models.TextField(editable=False)
+    key_id = models.CharField(max_length=16, editable=False, help_text="Which encryption key sealed it.")
+    created_at = models.DateTimeField(help_text="When this value was made (a rotation makes a new one).")
+
+    def __str__(self):
+        return f"{self.organization.slug} callback signing secret"

@@ -27,7 +27,7 @@ from audit.events import record_event
 from audit.models import AuditEvent
 from core.errors import EngineError
 
-from .models import OrganizationSecret
+from .models import CallbackSigningSecret, OrganizationSecret
 
 # Very short values would redact ordinary words and numbers everywhere.
 MIN_SECRET_LENGTH = 4
@@ -67,7 +67,7 @@ def fernet():
     return MultiFernet(fernets)
 
 
-def _current_key_id():
+def current_key_id():
     return key_id(encryption_keys()[0])
 
 
@@ -82,7 +82,7 @@ def set_secret(organization, name, value, *, actor_id=""):
     ciphertext = fernet().encrypt(value.encode()).decode()
     with transaction.atomic():
         record, created = OrganizationSecret.objects.update_or_create(
-            organization=organization, name=name, defaults={"ciphertext": ciphertext, "key_id": _current_key_id()}
+            organization=organization, name=name, defaults={"ciphertext": ciphertext, "key_id": current_key_id()}
         )
         _record_change(organization, name, "created" if created else "updated", actor_id)
     return record, created
@@ -181,23 +181,24 @@ def reencrypt_secrets(*, actor_id=""):
     which are left as they are).
     """
     cipher = fernet()
-    current = _current_key_id()
+    current = current_key_id()
     rotated, unreadable = 0, []
     with transaction.atomic():
         # Only the secrets' rows: locking their organizations would hold up
         # every admission of theirs until the rotation ends.
-        stale = OrganizationSecret.objects.select_for_update(of=("self",)).select_related("organization").exclude(
-            key_id=current
-        )
-        for record in stale:
-            try:
-                ciphertext = cipher.rotate(record.ciphertext.encode()).decode()
-            except InvalidToken:
-                unreadable.append(str(record))
-                continue
-            # update(), not save(): the value is unchanged, so is updated_at.
-            OrganizationSecret.objects.filter(pk=record.pk).update(ciphertext=ciphertext, key_id=current)
-            rotated += 1
+        for model in (OrganizationSecret, CallbackSigningSecret):
+            stale = model.objects.select_for_update(of=("self",)).select_related("organization").exclude(
+                key_id=current
+            )
+            for record in stale:
+                try:
+                    ciphertext = cipher.rotate(record.ciphertext.encode()).decode()
+                except InvalidToken:
+                    unreadable.append(str(record))
+                    continue
+                # update(), not save(): the value is unchanged, so is updated_at.
+                model.objects.filter(pk=record.pk).update(ciphertext=ciphertext, key_id=current)
+                rotated += 1
         if rotated:
             record_event(
                 AuditEvent.Type.SECRET_CHANGED,

@@ -24,6 +24,16 @@ class QuotaSerializer(serializers.Serializer):
     limit = serializers.IntegerField(allow_null=True)
 
 
+class CallbackStateSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    state = serializers.ChoiceField(choices=["waiting", "pending", "delivered", "failed"],
+                                    help_text="waiting: the run has not ended; pending: being sent or to be sent again")
+    attempts = serializers.IntegerField()
+    lastStatusCode = serializers.IntegerField(required=False, allow_null=True)
+    lastError = serializers.CharField(required=False, allow_null=True)
+    deliveredAt = serializers.DateTimeField(required=False, allow_null=True)
+
+
 class ExecutionResultSerializer(serializers.Serializer):
     executionId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["queued", "running", "success"])
@@ -36,6 +46,7 @@ class ExecutionResultSerializer(serializers.Serializer):
     logs = serializers.ListField(child=serializers.CharField(), required=False)
     logsTruncated = serializers.BooleanField(required=False)
     quota = QuotaSerializer()
+    callback = CallbackStateSerializer(required=False, help_text="GET only, for a run submitted with a callbackUrl.")
 
 
 class ExecutionRecordSerializer(ExecutionResultSerializer):
@@ -156,4 +167,71 @@ CACHE_INVALIDATE_SCHEMA = dict(
     },
     examples=[OpenApiExample("Invalidated", value={"pluginId": "weather", "invalidated": True, "entriesRemoved": 3},
                              response_only=True)],
+)
+
+
+# -- callbacks and batches ----------------------------------------------------------
+
+class BatchItemDocSerializer(ExecuteRequestSerializer):
+    """One item: /execute's body without `async`, with the item's own idempotency key."""
+
+    idempotencyKey = serializers.CharField(required=False, max_length=200,
+                                           help_text="This item's Idempotency-Key (as /execute's header).")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        del fields["run_async"]
+        return fields
+
+
+class ExecuteBatchDocSerializer(serializers.Serializer):
+    items = BatchItemDocSerializer(many=True, help_text="1 to EXECUTE_BATCH_MAX_ITEMS (20) items.")
+    async_ = serializers.BooleanField(required=False, default=False, help_text="For every item.")
+    timeoutMs = serializers.IntegerField(
+        required=False, min_value=1, help_text="Synchronous: how long to wait for all the items together; "
+        "those not ended by then are answered queued or running, with their location. Default: until each ends.",
+    )
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["async"] = fields.pop("async_")
+        return fields
+
+
+class BatchAnswerSerializer(serializers.Serializer):
+    items = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="In the request's order: each the execution's body (as GET /executions/<id>, plus `location`) "
+        "or the error envelope that refused the item (with `retryAfter` when it has one).",
+    )
+
+
+EXECUTE_BATCH_SCHEMA = dict(
+    summary="Run several plugin actions in one request",
+    description="Each item is admitted as one POST /execute would be: its own quota count, idempotency, cache "
+    "and refusal. Always 200 when the batch itself is well-formed; each item answers for itself.",
+    request=ExecuteBatchDocSerializer,
+    responses={200: BatchAnswerSerializer, **error_responses("VALIDATION_ERROR")},
+    examples=[
+        OpenApiExample(
+            "Two runs, asynchronous",
+            request_only=True,
+            value={"async": True, "items": [
+                {"pluginId": "text-tools", "actionName": "slugify", "params": {"text": "Hello"},
+                 "idempotencyKey": "order-17-slug", "callbackUrl": "https://hooks.example.com/runs"},
+                {"pluginId": "stats", "actionName": "describe", "params": {"values": [1, 2, 3]}},
+            ]},
+        ),
+        OpenApiExample(
+            "One queued, one refused",
+            response_only=True,
+            status_codes=["200"],
+            value={"items": [
+                {"executionId": EXECUTION_ID, "status": "queued", "quota": QUOTA_EXAMPLE,
+                 "location": f"/executions/{EXECUTION_ID}"},
+                {"success": False, "error": {"type": "PLUGIN_NOT_FOUND", "message": "no plugin 'statz'",
+                                             "retryable": False}},
+            ]},
+        ),
+    ],
 )

@@ -2,14 +2,16 @@
 
 from rest_framework.response import Response
 
-from core.envelope import envelope_response, error_body
+from core.envelope import envelope_response, error_body, error_status
 from quotas.enforcement import usage_today
 
+from ..callbacks import callback_summary
 from ..models import Execution
 
 
 def execution_response(execution, quota=None, *, as_record=False):
-    """The sync/GET shape: 200 with the result, or the error envelope.
+    """The sync/GET shape: 200 with the result, or the error envelope; with
+    what became of its callback, when it has one.
 
     A run's answer (POST /execute) carries its error's HTTP status; the
     record of a run (`as_record`, GET /executions/<id>) is 200 whatever the
@@ -17,7 +19,24 @@ def execution_response(execution, quota=None, *, as_record=False):
     would read to monitoring and retrying clients as a failed lookup.
     """
     quota = quota or usage_today(execution.organization)
-    headers = quota.headers()
+    body, status = execution_body(execution, quota)
+    callback = callback_summary(execution)
+    if callback is not None:
+        body["callback"] = callback
+    if status == 200:
+        return Response(body, status=200, headers=quota.headers())
+    return envelope_response(body, status=200 if as_record else status, headers=quota.headers())
+
+
+def callback_body(execution):
+    """What a callback POSTs: the execution's body as GET /executions/<id>
+    answers it, without its `callback` member."""
+    body, _ = execution_body(execution, usage_today(execution.organization))
+    return body
+
+
+def execution_body(execution, quota):
+    """(body, HTTP status) of an execution, queued, running or ended."""
     if execution.status == Execution.Status.SUCCESS or execution.fallback:
         body = {
             "executionId": str(execution.id),
@@ -37,10 +56,9 @@ def execution_response(execution, quota=None, *, as_record=False):
             body["fallback"] = execution.fallback
             body["stale"] = execution.fallback == "stale_cache"
             body["error"] = error_body(execution.error_type, execution.error_message)["error"]
-        return Response(body, status=200, headers=headers)
+        return body, 200
     if not execution.is_terminal:
-        body = {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}
-        return Response(body, status=200, headers=headers)
+        return {"executionId": str(execution.id), "status": execution.status, "quota": quota.as_dict()}, 200
     body = error_body(execution.error_type, execution.error_message, details=_error_details(execution),
                       execution_id=execution.id)
     body.update(
@@ -52,7 +70,7 @@ def execution_response(execution, quota=None, *, as_record=False):
         logsTruncated=execution.logs_truncated,
         quota=quota.as_dict(),
     )
-    return envelope_response(body, status=200 if as_record else None, headers=headers)
+    return body, error_status(execution.error_type)
 
 
 def _error_details(execution):

@@ -23,6 +23,40 @@ class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
     run_async = serializers.BooleanField(required=False, default=False)
     tier = serializers.CharField(required=False, allow_blank=True,
                                  help_text="Ignored: the tier is always the organization's.")
+    callbackUrl = serializers.CharField(
+        required=False, max_length=2000,
+        help_text="With async: POSTed the execution's final body, signed, when it ends (docs/api.md, Callbacks).",
+    )
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["the body must be a JSON object"]})
+        data = dict(data)
+        if "async" in data:
+            data["run_async"] = data.pop("async")
+        return super().to_internal_value(data)
+
+
+class BatchItemSerializer(ExecuteRequestSerializer):
+    """One item of POST /execute/batch: /execute's body, but `async` is the
+    batch's, and the Idempotency-Key header is the item's `idempotencyKey`."""
+
+    idempotencyKey = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "async" in data:
+            raise serializers.ValidationError({"async": ["set async for the whole batch, not per item"]})
+        return super().to_internal_value(data)
+
+
+class ExecuteBatchSerializer(StrictJSONBody, serializers.Serializer):
+    """The body of POST /execute/batch; its items are checked one by one
+    (BatchItemSerializer), so that one bad item refuses only itself."""
+
+    items = serializers.ListField(child=serializers.JSONField(), min_length=1,
+                                  max_length=settings.EXECUTE_BATCH_MAX_ITEMS)
+    timeoutMs = serializers.IntegerField(required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS)
+    run_async = serializers.BooleanField(required=False, default=False)
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("execute", views.ExecuteView.as_view(), name="execute"),
+    path("execute/batch", views.ExecuteBatchView.as_view(), name="execute-batch"),
     path("cache/clear", views.CacheClearView.as_view(), name="cache-clear"),
     path("cache/invalidate/<slug:plugin_id>", views.CacheInvalidateView.as_view(), name="cache-invalidate"),
     # Any id: one that is not a UUID names no execution (EXECUTION_NOT_FOUND), not no endpoint.

@@ -20,7 +20,10 @@ and the admin read), and replaces what passes between processes:
   and stops on SIGTERM by draining: workers finish their runs for up to
   SHUTDOWN_GRACE_SECONDS, what is left is given back;
 - workers die with their sentinel, and the sentinel with its cluster's main
-  process (PR_SET_PDEATHSIG), so no orphan keeps working unwatched.
+  process (PR_SET_PDEATHSIG), so no orphan keeps working unwatched;
+- beside the workers, one courier process sends the callbacks of the
+  priority's runs (executions.queue.courier): a slow receiver never holds
+  a worker.
 """
 
 import gc
@@ -47,6 +50,7 @@ from core.metrics_files import fold_dead_process
 from .. import reaper, supervision
 from ..lifecycle import queue_topic
 from ..models import Execution
+from . import courier
 from .scaling import PoolLimits, PoolState, decide
 from .wakeups import SharedWaiter
 from .worker import IDLE, RECYCLE_DUE, serve, signal_when_parent_dies
@@ -111,9 +115,32 @@ class ExecutionSentinel(Sentinel):
 
     def spawn_cluster(self):
         self.pool = []
+        self.courier = None
         self.beat()
         for __ in range(self.pool_limits.minimum):
             self.spawn_worker()
+        self.spawn_courier()
+
+    def spawn_courier(self):
+        close_connections_before_fork()
+        self.courier = get_mp_context().Process(target=courier.serve, args=(self.priority,), name="courier")
+        self.courier.daemon = True
+        self.courier.start()
+
+    def replace_courier(self):
+        """The courier died: its delivery in hand is sent again when its lease lapses."""
+        self.courier.join()
+        self.fold_metrics_of(self.courier)
+        logger.critical("the %s courier (pid %s) died (exit code %s)", self.priority, self.courier.pid,
+                        self.courier.exitcode)
+        try:
+            supervision.record_process_restart(
+                "courier", supervisor=f"sentinel:{self.priority}", pid=self.courier.pid,
+                detail=f"exit code {self.courier.exitcode}",
+            )
+        except db.DatabaseError:
+            logger.exception("could not record the restart of the %s courier", self.priority)
+        self.spawn_courier()
 
     def spawn_worker(self):
         close_connections_before_fork()
@@ -137,10 +164,7 @@ class ExecutionSentinel(Sentinel):
         """A worker ended: give back the run it held, start another one."""
         self.pool.remove(process)
         process.join()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Its counts stay in the totals, in this sentinel's archive; its
-            # gauges go, and so do its files.
-            fold_dead_process(process.pid, f"archive-{self.priority}-{os.getpid()}", os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        self.fold_metrics_of(process)
         if process.retiring and process.exitcode == 0:
             logger.info("%s worker %s", process.retiring, process.name)
             return
@@ -156,6 +180,12 @@ class ExecutionSentinel(Sentinel):
         # One that was being replaced or let go has no successor to start.
         if not self.stopping and not process.retiring:
             self.spawn_worker()
+
+    def fold_metrics_of(self, process):
+        """A child that ended: its counts stay in the totals, in this
+        sentinel's archive; its gauges go, and so do its files."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            fold_dead_process(process.pid, f"archive-{self.priority}-{os.getpid()}", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
     def give_back_runs_of(self, pids):
         try:
@@ -188,6 +218,8 @@ class ExecutionSentinel(Sentinel):
                 elif 0 < process.timer.value < now:
                     logger.critical("worker %s passed its run's timeout; killing it", process.name)
                     process.kill()
+            if not self.courier.is_alive():
+                self.replace_courier()
             if now >= next_reap:
                 self.reap()
                 next_reap = now + settings.REAPER_INTERVAL_SECONDS
@@ -284,9 +316,22 @@ class ExecutionSentinel(Sentinel):
         if overdue:
             self.give_back_runs_of(overdue)
         self.pool = []
+        self.stop_courier()
         self.wakeups.close()
         self.beat()
         logger.info("Q Cluster %s stopped.", self.name_for_logs())
+
+    def stop_courier(self):
+        """After the workers (the runs they end may have callbacks): the
+        courier ends its attempt in hand; one still sending after its
+        timeout is killed, and that delivery is sent again later."""
+        if self.courier is None or not self.courier.is_alive():
+            return
+        os.kill(self.courier.pid, signal.SIGTERM)
+        self.courier.join(settings.CALLBACK_TIMEOUT_SECONDS + 1)
+        if self.courier.is_alive():
+            self.courier.kill()
+            self.courier.join()
 
 
 def close_connections_before_fork():

@@ -2,6 +2,7 @@
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
 
 from core.openapi import LinkedResponse, error_responses
 
@@ -63,4 +64,21 @@ SECRET_GRANTS_PUT_SCHEMA = dict(
     parameters=[SECRET_NAME],
     responses={200: SECRET_RESPONSE, **error_responses("VALIDATION_ERROR", "NOT_FOUND", "PLUGIN_NOT_FOUND")},
     examples=[OpenApiExample("Grant", value={"plugins": ["weather"]}, request_only=True)],
+)
+
+
+SIGNING_SECRET_RESPONSE = OpenApiResponse(
+    inline_serializer("CallbackSigningSecret", {"secret": serializers.CharField(), "createdAt": serializers.DateTimeField()}),
+    examples=[OpenApiExample("Signing secret", value={"secret": "whsec_4kq…", "createdAt": "2026-11-26T21:40:12Z"})],
+)
+SIGNING_SECRET_GET_SCHEMA = dict(
+    summary="The organization's callback signing secret (made on first request)",
+    description="Callbacks carry `X-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with this secret>`.",
+    responses={200: SIGNING_SECRET_RESPONSE},
+)
+SIGNING_SECRET_ROTATE_SCHEMA = dict(
+    summary="Replace the callback signing secret",
+    description="Callbacks sent from now on, retries of earlier ones included, are signed with the new secret.",
+    request=None,
+    responses={200: SIGNING_SECRET_RESPONSE},
 )

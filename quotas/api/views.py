@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from core.errors import EngineError
 
+from ..callback_signing import rotate_signing_secret, signing_secret
 from ..models import OrganizationSecret
 from ..secrets import delete_secret, set_secret, set_secret_grants
 from . import openapi
@@ -56,3 +57,22 @@ class SecretGrantsView(APIView):
         serializer.is_valid(raise_exception=True)
         set_secret_grants(secret, serializer.validated_data["plugins"], actor_id=str(request.user))
         return Response(SecretSerializer(organization_secrets(organization).get(pk=secret.pk)).data)
+
+
+def signing_secret_body(value, created_at):
+    return {"secret": value, "createdAt": created_at.isoformat().replace("+00:00", "Z")}
+
+
+class CallbackSigningSecretView(APIView):
+    """The organization's callback signing secret: read (made on first need), rotated."""
+
+    @extend_schema(**openapi.SIGNING_SECRET_GET_SCHEMA)
+    def get(self, request):
+        return Response(signing_secret_body(*signing_secret(request.user.organization, actor_id=str(request.user))))
+
+
+class CallbackSigningSecretRotateView(APIView):
+    @extend_schema(**openapi.SIGNING_SECRET_ROTATE_SCHEMA)
+    def post(self, request):
+        value, created_at = rotate_signing_secret(request.user.organization, actor_id=str(request.user))
+        return Response(signing_secret_body(value, created_at))

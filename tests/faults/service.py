@@ -160,7 +160,11 @@ class Service:
         return self.program(f"cluster-{priority}").children()[0]
 
     def workers(self, priority):
-        return self.sentinel(priority).children()
+        return [child for child in self.sentinel(priority).children() if not is_courier(child)]
+
+    def courier(self, priority):
+        """The process that sends the priority's callbacks (executions.queue.courier)."""
+        return next(child for child in self.sentinel(priority).children() if is_courier(child))
 
     def fork_server(self, worker):
         return next(p for p in worker.children(recursive=True) if "child.forkserver" in " ".join(p.cmdline()))
@@ -231,6 +235,14 @@ class Service:
 
     def unfinished(self):
         return self.query("SELECT COUNT(*) FROM executions_execution WHERE status IN ('queued', 'running')")[0][0]
+
+
+def is_courier(process):
+    """A sentinel's child that sends callbacks, not a worker (it names itself)."""
+    try:
+        return process.name().startswith("courier")
+    except psutil.NoSuchProcess:
+        return False
 
 
 def retried_while_shed(call, pause=0.2):

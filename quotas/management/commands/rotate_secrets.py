@@ -7,7 +7,7 @@ from quotas.secrets import reencrypt_secrets
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored organization secret with the first key of SECRETS_ENCRYPTION_KEY, "
+        "Re-encrypt every stored organization secret and callback signing secret with the first key of SECRETS_ENCRYPTION_KEY, "
         "so that older keys can be removed. Last line: JSON summary."
     )
 
