@@ -1,5 +1,6 @@
 """The OpenAPI description of the execution endpoints, next to their views."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
@@ -175,7 +176,7 @@ CACHE_INVALIDATE_SCHEMA = dict(
 class BatchItemDocSerializer(ExecuteRequestSerializer):
     """One item: /execute's body without `async`, with the item's own idempotency key."""
 
-    idempotencyKey = serializers.CharField(required=False, max_length=200,
+    idempotencyKey = serializers.CharField(required=False, allow_blank=True, max_length=200,
                                            help_text="This item's Idempotency-Key (as /execute's header).")
 
     def get_fields(self):
@@ -185,10 +186,11 @@ class BatchItemDocSerializer(ExecuteRequestSerializer):
 
 
 class ExecuteBatchDocSerializer(serializers.Serializer):
-    items = BatchItemDocSerializer(many=True, help_text="1 to EXECUTE_BATCH_MAX_ITEMS (20) items.")
+    items = BatchItemDocSerializer(many=True, min_length=1, max_length=settings.EXECUTE_BATCH_MAX_ITEMS,
+                                   help_text="1 to EXECUTE_BATCH_MAX_ITEMS (20) items.")
     async_ = serializers.BooleanField(required=False, default=False, help_text="For every item.")
     timeoutMs = serializers.IntegerField(
-        required=False, min_value=1, help_text="Synchronous: how long to wait for all the items together; "
+        required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS, help_text="Synchronous: how long to wait for all the items together; "
         "those not ended by then are answered queued or running, with their location. Default: until each ends.",
     )
 

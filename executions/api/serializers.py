@@ -50,11 +50,12 @@ class BatchItemSerializer(ExecuteRequestSerializer):
 
 
 class ExecuteBatchSerializer(StrictJSONBody, serializers.Serializer):
-    """The body of POST /execute/batch; its items are checked one by one
-    (BatchItemSerializer), so that one bad item refuses only itself."""
+    """The body of POST /execute/batch. Every item must be a well-formed
+    /execute body, or the whole batch is refused naming it (a malformed
+    request is the client's to fix, as for /execute); what only admission can
+    tell (a plugin, params against its action, quotas) refuses an item alone."""
 
-    items = serializers.ListField(child=serializers.JSONField(), min_length=1,
-                                  max_length=settings.EXECUTE_BATCH_MAX_ITEMS)
+    items = BatchItemSerializer(many=True, min_length=1, max_length=settings.EXECUTE_BATCH_MAX_ITEMS)
     timeoutMs = serializers.IntegerField(required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS)
     run_async = serializers.BooleanField(required=False, default=False)
 

@@ -3,11 +3,10 @@ import uuid
 
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.envelope import engine_error_body, validation_error
+from core.envelope import engine_error_body
 from core.errors import EngineError, shortened
 from core.permissions import IsOperator
 from core.request_size import reject_oversized_body
@@ -99,7 +98,9 @@ class ExecuteBatchView(APIView):
         serializer.is_valid(raise_exception=True)
         batch = serializer.validated_data
         run_async = batch["run_async"]
-        admitted = [admit_item(request, item, run_async) for item in batch["items"]]
+        admitted = [
+            admit_item(request, item, raw_item, run_async) for item, raw_item in zip(batch["items"], request.data["items"])
+        ]
         deadline = time.monotonic() + batch["timeoutMs"] / 1000 if "timeoutMs" in batch else None
         answers = []
         for outcome in admitted:
@@ -119,17 +120,13 @@ class ExecuteBatchView(APIView):
         return Response({"items": answers}, status=200)
 
 
-def admit_item(request, item, run_async):
-    """One batch item: (execution, quota), or the EngineError that refuses it."""
-    serializer = BatchItemSerializer(data=item)
+def admit_item(request, item, raw_item, run_async):
+    """One validated batch item (`raw_item` as sent, for its idempotency
+    fingerprint): (execution, quota), or the EngineError that refuses it."""
     try:
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        return submit(request, data, item, data["idempotencyKey"].strip(), run_async)
+        return submit(request, item, raw_item, item["idempotencyKey"].strip(), run_async)
     except EngineError as refusal:
         return refusal
-    except ValidationError as invalid:
-        return validation_error(invalid)
 
 
 def error_envelope(refusal):

@@ -98,6 +98,10 @@ def test_bad_json_is_validation_error(api):
         ({"pluginId": "stats", "actionName": 7}, "actionName"),
         ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": 5}}, "secrets.A"),
         ({"pluginId": "stats", "actionName": "describe", "organizationId": ""}, "organizationId"),
+        # Booleans and integers as JSON has them: DRF would read 0 as false and "500" as 500.
+        ({"pluginId": "stats", "actionName": "describe", "async": 0}, "run_async"),
+        ({"pluginId": "stats", "actionName": "describe", "timeout": "500"}, "timeout"),
+        ({"pluginId": "stats", "actionName": "describe", "timeout": 500.5}, "timeout"),
     ],
 )
 def test_wrong_fields_are_validation_errors_naming_the_field(api, examples, body, field):

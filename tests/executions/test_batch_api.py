@@ -49,7 +49,7 @@ def test_a_synchronous_batch_answers_every_item_in_order(live, api, examples, or
     assert response.status_code == 200, response.json()
     first, unknown, described, refused = response.json()["items"]
     assert first["status"] == "success" and first["result"]["slug"] == "hello-world"
-    assert first["location"] == f"/executions/{first['executionId']}"
+    assert first["location"] == f"http://testserver/executions/{first['executionId']}"
     assert unknown == {"success": False, "error": {"type": "PLUGIN_NOT_FOUND", "message": "no plugin 'nope'",
                                                    "retryable": False}}
     assert described["result"]["mean"] == 2.5
@@ -90,7 +90,9 @@ def test_a_synchronous_batch_past_its_timeout_answers_unfinished_runs_with_their
 def test_each_item_is_refused_on_its_own_by_its_organization_s_limits(api, examples, org):
     org.daily_limit_override = 2
     org.save()
-    response = batch(api, [slugify("a"), slugify("b"), slugify("c"), {**slugify("d"), "timeout": 0}], **{"async": True})
+    # The fourth is well-formed, but its params fail its action's own schema: only admission can tell.
+    wrong_params = {**slugify("d"), "params": {"text": 5}}
+    response = batch(api, [slugify("a"), slugify("b"), slugify("c"), wrong_params], **{"async": True})
     assert response.status_code == 200, response.json()
     first, second, third, fourth = response.json()["items"]
     assert first["status"] == second["status"] == "queued"
@@ -124,10 +126,17 @@ def test_a_malformed_batch_is_refused_whole(api, body, message):
     assert not Execution.objects.exists()
 
 
-def test_an_item_asking_for_async_on_its_own_is_refused(api, examples):
-    response = batch(api, [{**slugify("x"), "async": True}])
-    [item] = response.json()["items"]
-    assert item["error"]["type"] == "VALIDATION_ERROR" and "whole batch" in item["error"]["message"]
+@pytest.mark.parametrize("item, field", [
+    ({"async": True}, "items[1].async"),
+    ({"timout": 500}, "items[1].timout"),
+    ({"actionName": 7}, "items[1].actionName"),
+])
+def test_a_malformed_item_refuses_the_whole_batch_naming_it(api, examples, item, field):
+    response = batch(api, [slugify("fine"), {**slugify("x"), **item}])
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert error["type"] == "VALIDATION_ERROR" and field in [detail["field"] for detail in error["details"]]
+    assert not Execution.objects.exists()
 
 
 def test_an_item_s_callback_url_follows_the_rules_of_execute(api, examples, settings):
