@@ -8,7 +8,20 @@ class SecretsField(serializers.DictField):
     child = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192)
 
 
-class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
+class AsyncKeyword:
+    """Mixed into a body's serializer with a `run_async` field: `async` is a
+    Python keyword, so the body's `async` is read into it."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["the body must be a JSON object"]})
+        data = dict(data)
+        if "async" in data:
+            data["run_async"] = data.pop("async")
+        return super().to_internal_value(data)
+
+
+class ExecuteRequestSerializer(AsyncKeyword, StrictJSONBody, serializers.Serializer):
     """The body of POST /execute, in the clients' camelCase."""
 
     pluginId = serializers.SlugField(max_length=64)
@@ -19,7 +32,6 @@ class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
     organizationId = serializers.CharField(required=False, max_length=64)
     actorId = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     version = serializers.CharField(required=False, max_length=64)
-    # `async` is a Python keyword, hence the mapping in `to_internal_value`.
     run_async = serializers.BooleanField(required=False, default=False)
     tier = serializers.CharField(required=False, allow_blank=True,
                                  help_text="Ignored: the tier is always the organization's.")
@@ -27,14 +39,6 @@ class ExecuteRequestSerializer(StrictJSONBody, serializers.Serializer):
         required=False, max_length=2000,
         help_text="With async: POSTed the execution's final body, signed, when it ends (docs/api.md, Callbacks).",
     )
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["the body must be a JSON object"]})
-        data = dict(data)
-        if "async" in data:
-            data["run_async"] = data.pop("async")
-        return super().to_internal_value(data)
 
 
 class BatchItemSerializer(ExecuteRequestSerializer):
@@ -49,7 +53,7 @@ class BatchItemSerializer(ExecuteRequestSerializer):
         return super().to_internal_value(data)
 
 
-class ExecuteBatchSerializer(StrictJSONBody, serializers.Serializer):
+class ExecuteBatchSerializer(AsyncKeyword, StrictJSONBody, serializers.Serializer):
     """The body of POST /execute/batch. Every item must be a well-formed
     /execute body, or the whole batch is refused naming it (a malformed
     request is the client's to fix, as for /execute); what only admission can
@@ -58,11 +62,3 @@ class ExecuteBatchSerializer(StrictJSONBody, serializers.Serializer):
     items = BatchItemSerializer(many=True, min_length=1, max_length=settings.EXECUTE_BATCH_MAX_ITEMS)
     timeoutMs = serializers.IntegerField(required=False, min_value=1, max_value=settings.MAX_TIMEOUT_MS)
     run_async = serializers.BooleanField(required=False, default=False)
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["the body must be a JSON object"]})
-        data = dict(data)
-        if "async" in data:
-            data["run_async"] = data.pop("async")
-        return super().to_internal_value(data)
