@@ -18,7 +18,13 @@ class AsyncKeyword:
         data = dict(data)
         if "async" in data:
             data["run_async"] = data.pop("async")
-        return super().to_internal_value(data)
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as invalid:
+            # Named as the client wrote it.
+            if isinstance(invalid.detail, dict) and "run_async" in invalid.detail:
+                invalid.detail["async"] = invalid.detail.pop("run_async")
+            raise
 
 
 class ExecuteRequestSerializer(AsyncKeyword, StrictJSONBody, serializers.Serializer):

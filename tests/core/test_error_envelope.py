@@ -92,14 +92,14 @@ def test_bad_json_is_validation_error(api):
         ({"pluginId": "stats", "actionName": "describe", "timeout": 0}, "timeout"),
         ({"pluginId": "stats", "actionName": "describe", "timeout": 300001}, "timeout"),
         ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": {"nested": 1}}}, "secrets.A"),
-        ({"pluginId": "stats", "actionName": "describe", "async": "maybe"}, "run_async"),
+        ({"pluginId": "stats", "actionName": "describe", "async": "maybe"}, "async"),
         # Taken as the schema says: no property it does not declare, strings where it says string.
         ({"pluginId": "stats", "actionName": "describe", "timout": 500}, "timout"),
         ({"pluginId": "stats", "actionName": 7}, "actionName"),
         ({"pluginId": "stats", "actionName": "describe", "secrets": {"A": 5}}, "secrets.A"),
         ({"pluginId": "stats", "actionName": "describe", "organizationId": ""}, "organizationId"),
         # Booleans and integers as JSON has them: DRF would read 0 as false and "500" as 500.
-        ({"pluginId": "stats", "actionName": "describe", "async": 0}, "run_async"),
+        ({"pluginId": "stats", "actionName": "describe", "async": 0}, "async"),
         ({"pluginId": "stats", "actionName": "describe", "timeout": "500"}, "timeout"),
         ({"pluginId": "stats", "actionName": "describe", "timeout": 500.5}, "timeout"),
     ],
