@@ -53,7 +53,7 @@ def test_trivial_calls_and_health_stay_fast_while_many_sync_callers_wait_for_lon
                 time.sleep(0.05)
             answers = [future.result() for future in long_calls]
 
-        assert all(status == 200 and success for status, success, _ in trivial), trivial
+        assert [call for call in trivial if call[:2] != (200, True)] == [], trivial
         assert all(status in (200, 503) for status, _ in health), health  # 503: degraded, still answering
         # Served beside the long runs, not behind them (each long run is 3 s).
         assert max(seconds for _, _, seconds in trivial + [(0, 0, s) for _, s in health]) < 2.0, (trivial, health)
