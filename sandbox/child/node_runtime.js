@@ -36,11 +36,15 @@ const builtinRequire = require;
 // `process` is its to change too.
 const { readSync, writeSync, closeSync } = fs;
 const reallyExit = process.reallyExit.bind(process);
+const { stringify, parse } = JSON;
+const bufferFrom = Buffer.from.bind(Buffer);
+const bufferAlloc = Buffer.alloc.bind(Buffer);
+const byteLength = Buffer.byteLength.bind(Buffer);
 
 // -- the channel -------------------------------------------------------------
 
 function readExactly(size) {
-  const buffer = Buffer.alloc(size);
+  const buffer = bufferAlloc(size);
   let offset = 0;
   while (offset < size) {
     const count = readSync(CHANNEL_FD, buffer, offset, size - offset, null);
@@ -53,13 +57,13 @@ function readExactly(size) {
 function recvFrame() {
   const size = readExactly(4).readUInt32BE(0);
   if (size > MAX_FRAME_BYTES) throw new Error(`frame of ${size} bytes is over ${MAX_FRAME_BYTES}`);
-  return JSON.parse(readExactly(size).toString('utf8'));
+  return parse(readExactly(size).toString('utf8'));
 }
 
 function sendFrame(message) {
-  const payload = Buffer.from(JSON.stringify(message), 'utf8');
+  const payload = bufferFrom(stringify(message), 'utf8');
   if (payload.length > MAX_FRAME_BYTES) throw new RangeError(`frame of ${payload.length} bytes is over ${MAX_FRAME_BYTES}`);
-  const frame = Buffer.alloc(4 + payload.length);
+  const frame = bufferAlloc(4 + payload.length);
   frame.writeUInt32BE(payload.length, 0);
   payload.copy(frame, 4);
   let offset = 0;
@@ -78,10 +82,10 @@ class LogBuffer {
 
   add(text) {
     if (this.truncated) return;
-    const encoded = Buffer.byteLength(text, 'utf8');
+    const encoded = byteLength(text, 'utf8');
     if (this.size + encoded > this.maxBytes) {
       const room = this.maxBytes - this.size;
-      if (room > 0) this.lines.push(Buffer.from(text, 'utf8').subarray(0, room).toString('utf8').replace(/\uFFFD$/, ''));
+      if (room > 0) this.lines.push(bufferFrom(text, 'utf8').subarray(0, room).toString('utf8').replace(/\uFFFD$/, ''));
       this.truncated = true;
       return;
     }
@@ -104,14 +108,14 @@ class InvalidParams extends Error {}
 InvalidParams.prototype.name = 'InvalidParams';
 
 function response(reply) {
-  const body = Buffer.from(reply.body, 'base64');
+  const body = bufferFrom(reply.body, 'base64');
   return Object.freeze({
     status: reply.status,
     ok: reply.status >= 200 && reply.status < 400,
     url: reply.url,
     headers: Object.freeze({ ...reply.headers }),
     text: async () => body.toString('utf8'),
-    json: async () => JSON.parse(body.toString('utf8')),
+    json: async () => parse(body.toString('utf8')),
     arrayBuffer: async () => body.buffer.slice(body.byteOffset, body.byteOffset + body.length),
   });
 }
@@ -124,7 +128,7 @@ async function fetchThroughBroker(url, options = {}) {
   for (const [key, value] of Object.entries(options.headers || {})) headers[String(key)] = String(value);
   let body = options.body;
   if (body !== undefined && body !== null && typeof body !== 'string' && !(body instanceof Uint8Array)) {
-    body = JSON.stringify(body);
+    body = stringify(body);
     if (!Object.keys(headers).some((key) => key.toLowerCase() === 'content-type')) headers['Content-Type'] = 'application/json';
   }
   sendFrame({
@@ -132,7 +136,7 @@ async function fetchThroughBroker(url, options = {}) {
     method: String(options.method || 'GET').toUpperCase(),
     url: String(url),
     headers,
-    body: body === undefined || body === null ? null : Buffer.from(body).toString('base64'),
+    body: body === undefined || body === null ? null : bufferFrom(body).toString('base64'),
     timeout: options.timeout === undefined ? null : options.timeout,
   });
   const reply = recvFrame();
@@ -162,7 +166,7 @@ function makeContext(request, logs) {
     reject: (message, details) => {
       const error = new InvalidParams(String(message));
       if (details !== undefined) {
-        JSON.stringify(details); // details that are not JSON are the plugin's error, raised here
+        stringify(details); // details that are not JSON are the plugin's error, raised here
         error.details = details;
       }
       throw error;
@@ -218,7 +222,7 @@ function makeLoader(modules) {
     cache.set(path, module);
     const source = modules[path].source;
     if (path.endsWith('.json')) {
-      module.exports = JSON.parse(source);
+      module.exports = parse(source);
     } else {
       const wrapper = vm.compileFunction(source, ['exports', 'require', 'module', '__filename', '__dirname'], {
         filename: PLUGIN_PREFIX + path,
@@ -249,7 +253,7 @@ function closeBackDoors() {
 
 function captureOutput(logs) {
   const write = (chunk) => {
-    logs.addText(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    logs.addText(typeof chunk === 'string' ? chunk : bufferFrom(chunk).toString('utf8'));
     return true;
   };
   process.stdout.write = write;
@@ -291,11 +295,11 @@ function errorOutcome(error) {
 function resultOutcome(result, maxResultBytes) {
   let encoded;
   try {
-    encoded = JSON.stringify(result === undefined ? null : result);
+    encoded = stringify(result === undefined ? null : result);
   } catch (error) {
     return errorOutcome(new TypeError(`the action returned a value that is not JSON-serialisable: ${error.message}`));
   }
-  const size = Buffer.byteLength(encoded, 'utf8');
+  const size = byteLength(encoded, 'utf8');
   if (size > maxResultBytes) {
     return { status: 'error', errorType: 'OUTPUT_LIMIT_EXCEEDED', message: `result is ${size} bytes, over the limit of ${maxResultBytes}` };
   }

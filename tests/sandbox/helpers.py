@@ -336,7 +336,9 @@ def run_on(client, source, params=None, timeout_ms=3000, memory_mb=128, secrets=
     result what the host saw around the run: elapsed time, leftover
     processes, whether the fork-server was replaced or died."""
     before = server_pids(client)
-    procs_before = process_snapshot(client)
+    # A Node run takes a Node spare (or starts one) and leaves the Python
+    # spares waiting: only the count of what is left is checked then.
+    procs_before = process_snapshot(client) if extra.get("runtime", "python") == "python" else frozenset()
     request = make_request(source, params=params, timeout_ms=timeout_ms, memory_mb=memory_mb, secrets=secrets, handler=handler, **extra)
     started = time.monotonic()
     result = client.run(request, egress_handler=egress_handler)
