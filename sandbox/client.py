@@ -168,6 +168,8 @@ def node_binary(path=None):
         return None
     return {
         "path": path,
+        # Where the binary names its loader, and the file that is.
+        "interpreter": loaders[0],
         "loader": os.path.realpath(loaders[0]),
         "libraryDirs": sorted({os.path.dirname(os.path.realpath(lib)) for lib in libraries} | {os.path.dirname(loaders[0])}),
         "runtimeScript": NODE_RUNTIME_SCRIPT,

@@ -440,6 +440,23 @@ def readonly_view_sources():
     return sorted(s for s in sources if os.path.isdir(s) and not _is_third_party(s))
 
 
+def top_level_links(path):
+    """The top-level symbolic links (/lib -> usr/lib on a merged-/usr host)
+    that resolving `path` goes through: the view needs them for a path
+    compiled into a binary (the dynamic loader's) to resolve there too."""
+    links = set()
+    for _ in range(40):  # the kernel's own bound on links followed
+        top = "/" + path.lstrip("/").split("/")[0]
+        if os.path.islink(top):
+            links.add(top)
+            path = os.path.join("/", os.readlink(top), path.lstrip("/")[len(top):].lstrip("/"))
+        elif os.path.islink(path):
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        else:
+            break
+    return sorted(links)
+
+
 def third_party_dirs(sources):
     """The site directories inside `sources`, to be masked: those directly in
     a source, and the interpreter's own (site and user site) that fall
@@ -457,14 +474,15 @@ def third_party_dirs(sources):
     return sorted(found)
 
 
-def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=(), files=()):
+def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=(), files=(), links=()):
     """Mount a tmpfs at `new_root` holding read-only binds of `sources`, with
     `hidden` paths masked by empty read-only tmpfs, and each package directory
     of `packages` (host path, path in the view, whether code may be mapped
     executable from it) bound read-only where it belongs; `files` are single
     files (host path, path in the view) bound read-only, without the rest of
-    their directory; `mount_points` are empty directories made in it for
-    later mounts. Then pivot into it."""
+    their directory; `links` are top-level symbolic links of the host made
+    again in the view (see top_level_links); `mount_points` are empty
+    directories made in it for later mounts. Then pivot into it."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     os.makedirs(new_root, exist_ok=True)
     mount("sandbox-root", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -492,13 +510,9 @@ def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=(),
         os.makedirs(target, exist_ok=True)
         mount(source, target, None, MS_BIND)
         mount(None, target, None, ro_flags | (0 if executable else MS_NOEXEC))
-    # A merged-/usr host links /lib, /bin, ... into /usr: the same links in
-    # the view, so that paths compiled into binaries (the dynamic loader's,
-    # /lib64/ld-linux-x86-64.so.2 -> /lib/...) resolve there too.
-    with os.scandir("/") as entries:
-        for entry in entries:
-            if entry.is_symlink() and not os.path.lexists(new_root + "/" + entry.name):
-                os.symlink(os.readlink(entry.path), new_root + "/" + entry.name)
+    for link in links:
+        if not os.path.lexists(new_root + link):
+            os.symlink(os.readlink(link), new_root + link)
     for source, view_path in files:
         target = new_root + view_path
         os.makedirs(os.path.dirname(target), exist_ok=True)

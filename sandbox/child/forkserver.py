@@ -74,7 +74,7 @@ NODE_SPARES = 1
 RUN_CGROUPS = ("a", "b", "c", "d", "e", "f")
 # Where a Node child finds its runtime script in the view, and the descriptor
 # it reads its run on.
-NODE_RUNTIME_VIEW = "/sandbox/node_runtime.js"
+NODE_RUNTIME_VIEW = "/usr/lib/plugin-sandbox/node_runtime.js"
 NODE_CHANNEL_FD = 3
 # Node's own threads count against the slot's task limit: V8 gets one helper
 # (--v8-pool-size=1) and libuv two, so a run (about six threads) and a
@@ -287,16 +287,17 @@ class Server:
                 os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
             confine.die_with_parent()
         sources = confine.readonly_view_sources()
-        files = []
+        files, links = [], []
         if self.node:
             # The Node binary alone (not the rest of its directory), its
-            # libraries, and the runtime script.
+            # libraries and loader, and the runtime script.
             sources = sorted(set(sources) | {d for d in self.node["libraryDirs"] if os.path.isdir(d)})
             files = [(self.node["path"], self.node["path"]), (self.node["runtimeScript"], NODE_RUNTIME_VIEW)]
+            links = confine.top_level_links(self.node["interpreter"])
         hidden = confine.third_party_dirs(sources)
         packages = [(source, view, executable) for source, view, executable in self.package_dirs() if source]
         self.try_layer(("readonly_root",), lambda: confine.build_readonly_root(
-            SANDBOX_ROOT, sources, hidden, packages, mount_points=(SCRATCH_DIR,), files=files))
+            SANDBOX_ROOT, sources, hidden, packages, mount_points=(SCRATCH_DIR,), files=files, links=links))
 
     def package_dirs(self):
         """(host directory or None, where it appears in the view, whether its
