@@ -196,23 +196,42 @@ function dirname(path) {
 function makeLoader(modules) {
   const cache = new Map();
 
-  function resolve(specifier, fromDir) {
-    const base = normalise(`${fromDir}/${specifier}`);
-    for (const candidate of [base, `${base}.js`, `${base}.json`, `${base}/index.js`]) {
-      if (Object.prototype.hasOwnProperty.call(modules, candidate)) return candidate;
+  const has = (path) => Object.prototype.hasOwnProperty.call(modules, path);
+
+  function resolveFile(base) {
+    for (const candidate of [base, `${base}.js`, `${base}.cjs`, `${base}.json`, `${base}/index.js`]) {
+      if (has(candidate)) return candidate;
     }
-    throw new Error(`Cannot find module '${specifier}' in the plugin`);
+    if (has(`${base}/package.json`)) {
+      const main = parse(modules[`${base}/package.json`].source).main;
+      if (typeof main === 'string') return resolveFile(normalise(`${base}/${main}`));
+    }
+    return null;
+  }
+
+  // A bundled package: node_modules/<name> in the requiring module's folder
+  // or any folder above it, as Node looks for it.
+  function resolvePackage(specifier, fromDir) {
+    for (let dir = fromDir; ; dir = dirname(dir)) {
+      const found = resolveFile(normalise(`${dir}/node_modules/${specifier}`));
+      if (found) return found;
+      if (dir === '') return null;
+    }
   }
 
   function requireFrom(fromDir) {
     return function require(specifier) {
       specifier = String(specifier);
       if (specifier.startsWith('./') || specifier.startsWith('../') || specifier.startsWith('/')) {
-        return load(resolve(specifier, fromDir));
+        const found = resolveFile(normalise(`${fromDir}/${specifier}`));
+        if (found) return load(found);
+        throw new Error(`Cannot find module '${specifier}' in the plugin`);
       }
       const name = specifier.replace(/^node:/, '');
       if (ALLOWED_BUILTINS.has(name)) return builtinRequire(`node:${name}`);
-      throw new Error(`the sandbox does not offer the module '${specifier}' to plugins`);
+      const bundled = specifier.startsWith('node:') ? null : resolvePackage(specifier, fromDir);
+      if (bundled) return load(bundled);
+      throw new Error(`the sandbox does not offer the module '${specifier}' to plugins (not a builtin it allows, nor bundled in node_modules/)`);
     };
   }
 

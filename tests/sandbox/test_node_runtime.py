@@ -78,9 +78,12 @@ def test_a_plugin_of_several_modules_and_json(sandbox):
         execution_id=str(uuid.uuid4()),
         modules={
             "index.js": "const { double } = require('./lib/math');\nconst data = require('./data.json');\n"
-                        "exports.run = (params) => ({ value: double(params.n), name: data.name });\n",
+                        "const pad = require('left-pad');\n"
+                        "exports.run = (params) => ({ value: double(params.n), name: data.name, padded: pad(7, 3) });\n",
             "lib/math.js": "exports.double = (n) => 2 * n;\n",
             "data.json": '{"name": "several"}',
+            "node_modules/left-pad/package.json": '{"main": "lib/pad.js"}',
+            "node_modules/left-pad/lib/pad.js": "module.exports = (s, n) => String(s).padStart(n, '0');\n",
         },
         entrypoint="index.js",
         handler="run",
@@ -90,7 +93,7 @@ def test_a_plugin_of_several_modules_and_json(sandbox):
         runtime="node",
     )
     result = sandbox.a.run(request)
-    assert result.status == "success" and result.result == {"value": 42, "name": "several"}, result
+    assert result.status == "success" and result.result == {"value": 42, "name": "several", "padded": "007"}, result
 
 
 def test_errors_are_plugin_errors_with_the_plugins_own_frames(run_js):
