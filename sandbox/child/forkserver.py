@@ -378,16 +378,19 @@ class Server:
             pass
 
     def claim_cgroup(self):
-        """The next run cgroup in turn, once no child of an earlier run is in
+        """The next free run cgroup in turn, once no child of an earlier run is in
         it (that child was killed when its successor started; it is reaped
         here if it has not been yet)."""
         if not self.cgroups:
             return None
-        waiting = {id(spare.cgroup) for spare in (*self.spares, *self.node_spares)}
+        # Never one a spare waits in, nor the current run's: there are more
+        # cgroups than spares and a current run together.
+        busy = {id(spare.cgroup) for spare in (*self.spares, *self.node_spares)}
+        busy |= {id(run.cgroup) for run in self.runs if not run.superseded}
         for _ in self.cgroups:
             cgroup = self.cgroups[self.next_cgroup]
             self.next_cgroup = (self.next_cgroup + 1) % len(self.cgroups)
-            if id(cgroup) not in waiting:
+            if id(cgroup) not in busy:
                 break
         for run in [r for r in self.runs if r.cgroup is cgroup]:
             self.kill(run)
