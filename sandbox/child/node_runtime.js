@@ -74,6 +74,10 @@ function sendFrame(message) {
 
 class LogBuffer {
   constructor(maxBytes) {
+    this.reset(maxBytes);
+  }
+
+  reset(maxBytes) {
     this.lines = [];
     this.size = 0;
     this.maxBytes = maxBytes;
@@ -349,17 +353,15 @@ async function execute(request, logs) {
   return handler(request.params, makeContext(request, logs));
 }
 
-function serveOneRun() {
+function serveOneRun(logs) {
   const request = recvFrame();
-  const logs = new LogBuffer(request.maxLogBytes);
+  logs.reset(request.maxLogBytes);
   const fail = (error) => finish(errorOutcome(error), logs);
   process.on('uncaughtException', fail);
   process.on('unhandledRejection', fail);
   // The event loop ran dry with the handler's promise still pending: it can
   // never settle.
   process.on('beforeExit', () => fail(new Error("the action's promise never settled (nothing left to wait for)")));
-  captureOutput(logs);
-  closeBackDoors();
   execute(request, logs).then((result) => finish(resultOutcome(result, request.maxResultBytes), logs), fail);
 }
 
@@ -370,5 +372,10 @@ function warmUp() {
   resultOutcome(load('warm.js').warm({ warm: true }), 1024);
 }
 
+// Done while the spare waits: Node makes process.stdout and stderr on first
+// use, which takes milliseconds a run would otherwise pay.
+const logs = new LogBuffer(0);
+captureOutput(logs);
+closeBackDoors();
 warmUp();
-serveOneRun();
+serveOneRun(logs);
