@@ -24,6 +24,10 @@ exports.slugify = async (params, ctx) => {
 exports.spin = () => { for (;;) {} };
 exports.hoard = () => { const kept = []; for (;;) kept.push(Buffer.alloc(1 << 20, 1)); };
 exports.crash = () => process.abort();
+exports.leak = (params, ctx) => {
+  console.log('the token is', ctx.secrets.API_TOKEN);
+  return { token: ctx.secrets.API_TOKEN, granted: Object.keys(ctx.secrets) };
+};
 """
 
 TEXT = """
@@ -37,7 +41,8 @@ MANIFEST = {
     "runtime": "node",
     "entrypoint": "index.js",
     "limits": {"memoryMb": 96},
-    "actions": {name: {"handler": name} for name in ("slugify", "spin", "hoard", "crash")},
+    "secrets": ["API_TOKEN"],
+    "actions": {name: {"handler": name} for name in ("slugify", "spin", "hoard", "crash", "leak")},
 }
 
 
@@ -89,3 +94,12 @@ def test_a_javascript_plugin_times_out_runs_out_of_memory_and_crashes_as_python_
     # Python plugin.
     again = execute(api, "slugify", params={"text": "still here"})
     assert again.status_code == 503 and again.json()["error"]["type"] == "CIRCUIT_OPEN", again.json()
+
+
+def test_a_javascript_plugin_gets_its_secrets_and_they_are_redacted(js_tools, api):
+    token = "tok-" + "7" * 24
+    response = execute(api, "leak", secrets={"API_TOKEN": token, "OTHER": "not-declared-" + "9" * 16})
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == {"token": "[REDACTED]", "granted": ["API_TOKEN"]}
+    execution = Execution.objects.get(pk=response.json()["executionId"])
+    assert token not in json.dumps(execution.logs) and "[REDACTED]" in json.dumps(execution.logs)
