@@ -379,7 +379,15 @@ def _enable_v2_controllers(root, path, wanted):
 
 
 def create_run_cgroup(path):
-    """Make (or reuse) `plugin-sandbox/<path>` under every controller we can write."""
+    """Make (or reuse) `plugin-sandbox/<path>` under every controller we can
+    write. A reused cgroup keeps its count of OOM kills from an earlier
+    fork-server of the slot: only kills from now on are this one's."""
+    cgroup = _make_run_cgroup(path)
+    cgroup.oom_kills_seen = cgroup.oom_kills()
+    return cgroup
+
+
+def _make_run_cgroup(path):
     root_v2, available_v2 = _cgroup_v2_root()
     relative = f"plugin-sandbox/{path}"
     if root_v2 and available_v2 & set(CGROUP_CONTROLLERS):
