@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 
 import pytest
@@ -293,3 +294,64 @@ exports.attack = (params, ctx) => {
         assert secret not in str(result.logs) and secret not in result.message
         host_intact(sandbox, result)
     assert TOKEN  # the suite's token for files and sockets: none appeared (host_intact)
+
+
+# -- beneath the allowlist ---------------------------------------------------------------
+
+BENEATH_THE_ALLOWLIST = r"""
+const out = {};
+const attempt = (name, fn) => { try { out[name] = { ok: true, value: String(fn()).slice(0, 100) }; }
+                                catch (error) { out[name] = { ok: false, error: String(error.code || error.message) }; } };
+const cp = require('child_process');
+attempt('spawnSync', () => { const r = cp.spawnSync('/usr/bin/node', ['-e', '1']); if (r.error) throw r.error; return r.status; });
+attempt('execFileSync', () => cp.execFileSync('/bin/sh', ['-c', 'id']));
+const tcp = require('net').connect(PORT, '127.0.0.1');
+out.tcpSocket = { ok: false, error: 'no answer' };
+tcp.on('connect', () => { out.tcpSocket = { ok: true, value: 'connected' }; });
+tcp.on('error', (error) => { out.tcpSocket = { ok: false, error: String(error.code) }; });
+const udp = require('dgram').createSocket('udp4');
+out.udpSocket = { ok: false, error: 'no answer' };
+udp.on('listening', () => { out.udpSocket = { ok: true, value: 'bound' }; });
+udp.on('error', (error) => { out.udpSocket = { ok: false, error: String(error.code) }; });
+udp.bind(0);
+attempt('writeOutside', () => require('fs').writeFileSync('/tmp/beneath-TOKEN', 'x'));
+setTimeout(() => { process.stdout.write(JSON.stringify(out)); }, 200);
+process.on('uncaughtException', (error) => { out.uncaught = String(error.code || error.message); });
+"""
+
+
+def test_the_os_layers_stop_node_without_the_allowlist(sandbox, tmp_path):
+    """The allowlist and the removed bindings are defence in depth: a Node
+    process with every API of its own, under the Node seccomp filter and
+    Landlock ruleset alone (no namespaces, uid or view), still cannot start
+    a process, open a socket or write outside its scratch directory."""
+    node = os.path.realpath("/usr/bin/node")
+    loader = os.path.realpath("/lib64/ld-linux-x86-64.so.2")
+    token = new_token("beneath")
+    script = BENEATH_THE_ALLOWLIST.replace("PORT", str(sandbox.listeners.tcp_port)).replace("TOKEN", token)
+    path = ctypes.create_string_buffer(node.encode())
+    program, _ = confine.compile_seccomp_filter(runtime="node", exec_path_address=ctypes.addressof(path))
+    ruleset = confine.create_landlock_ruleset(confine.landlock_abi(), writable_dir=str(tmp_path),
+                                              executable_files=(node, loader))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(write_end, 1)
+            confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
+            confine.landlock_restrict_self(ruleset)
+            confine.load_seccomp(program)
+            argv = (ctypes.c_char_p * 4)(node.encode(), b"-e", script.encode(), None)
+            confine.LIBC.execve(path, argv, (ctypes.c_char_p * 1)(None))
+        finally:
+            os._exit(2)
+    os.close(write_end)
+    os.close(ruleset)
+    with os.fdopen(read_end) as output:
+        observed = json.loads(output.read())
+    os.waitpid(pid, 0)
+    assert set(observed) >= {"spawnSync", "execFileSync", "tcpSocket", "udpSocket", "writeOutside"}, observed
+    assert not any(outcome["ok"] for name, outcome in observed.items() if name != "uncaught"), observed
+    assert observed["spawnSync"]["error"] == observed["tcpSocket"]["error"] == "EPERM", observed
+    assert not os.path.exists(f"/tmp/{token}")
+    assert sandbox.listeners.received() == {}
