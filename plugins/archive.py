@@ -238,7 +238,8 @@ def files_from_module(source, manifest_text, filename="plugin.py"):
     manifest = read_manifest(files)
     entrypoint = manifest.get("entrypoint") if isinstance(manifest, dict) else None
     if not (isinstance(entrypoint, str) and entrypoint.endswith((".py", ".js"))):
-        entrypoint = filename
+        javascript = isinstance(manifest, dict) and manifest.get("runtime") == "node"
+        entrypoint = "plugin.js" if javascript else filename
     files[entrypoint] = source
     check_files(files)
     return files

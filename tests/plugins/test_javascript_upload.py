@@ -5,6 +5,7 @@ dependencies must come bundled, and no native addon gets in."""
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from plugins.models import PluginVersion
 from tests.plugins.helpers import assert_nothing_stored, assert_validation_error, upload, zip_of
@@ -26,6 +27,15 @@ def test_a_javascript_plugin_uploads(api):
     response = upload(api, js_zip(SOURCE, ("lib/util.js", "module.exports = { twice: (n) => 2 * n };\n")))
     assert response.status_code == 201, response.content
     assert PluginVersion.objects.get().manifest["runtime"] == "node"
+
+
+@pytest.mark.django_db
+def test_a_single_module_uploads_with_its_manifest(api):
+    without_entrypoint = {key: value for key, value in manifest().items() if key != "entrypoint"}
+    module = SimpleUploadedFile("echo.js", SOURCE.encode())
+    response = api.post("/plugins", {"source": module, "manifest": json.dumps(without_entrypoint)}, format="multipart")
+    assert response.status_code == 201, response.content
+    assert PluginVersion.objects.get().manifest["entrypoint"] == "plugin.js"
 
 
 @pytest.mark.django_db
