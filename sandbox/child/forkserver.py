@@ -98,8 +98,8 @@ class Spare:
     pid: int
     sock: socket.socket
     cgroup: object
-    # A Node spare's limits, fixed when it started (NodeLimits), and the
-    # read end of its stderr.
+    # A Node spare's limits, fixed when it started (confine.ChildLimits),
+    # and the read end of its stderr.
     node_limits: object = None
     stderr_fd: int | None = None
 
@@ -122,21 +122,6 @@ class Spare:
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass  # it had exited, and waitid reaped it
-
-
-@dataclass(frozen=True)
-class NodeLimits:
-    """What a Node process is started with, and keeps: it cannot be changed
-    from outside (the fork-server lacks CAP_SYS_RESOURCE over other uids,
-    and V8 fixes its heap at start-up)."""
-
-    memory_bytes: int
-    cpu_seconds: int
-    max_file_bytes: int
-
-    @property
-    def heap_mb(self):
-        return max(NODE_MIN_HEAP_MB, int((self.memory_bytes >> 20) * NODE_HEAP_SHARE))
 
 
 @dataclass
@@ -409,20 +394,22 @@ class Server:
                 self.kill(run)
             self.release_scratch(run)
 
-    def prepare_run(self, request, spare):
-        """Limits, accounting and scratch space for the run `spare` takes;
-        returns (limits, scratch dir or None, its size)."""
+    def run_limits(self, request):
+        """(the run's limits, its scratch directory or None)."""
         # Without a scratch space the file size limit stays 0.
         scratch = SCRATCH_DIR if self.has_scratch() else None
         scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes) if scratch else 0
         limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1,
                                      scratch_bytes=scratch_bytes)
+        return limits, scratch
+
+    def prepare_run(self, spare, limits, scratch):
+        """Limits, accounting and scratch space for the run `spare` takes."""
         if spare.cgroup is not None:
             spare.cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
             spare.cgroup.start_accounting()
         if scratch:
-            confine.mount_scratch(scratch, scratch_bytes, self.uid, self.gid)
-        return limits, scratch, scratch_bytes
+            confine.mount_scratch(scratch, limits.scratch_bytes, self.uid, self.gid)
 
     def add_run(self, request, spare, limits, scratch, done_sock=None):
         started = time.monotonic()
@@ -447,9 +434,10 @@ class Server:
         if not spare.ready():
             spare.discard()
             spare = self.make_spare()
-        limits, scratch, scratch_bytes = self.prepare_run(request, spare)
+        limits, scratch = self.run_limits(request)
+        self.prepare_run(spare, limits, scratch)
         assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds,
-                                 "scratchDir": scratch, "scratchBytes": scratch_bytes}).encode()
+                                 "scratchDir": scratch, "scratchBytes": limits.scratch_bytes}).encode()
         socket.send_fds(spare.sock, [assignment], [channel_fd])
         os.close(channel_fd)
         self.add_run(request, spare, limits, scratch, done_sock=spare.sock)
@@ -466,10 +454,8 @@ class Server:
         cannot change after: a spare started for other limits than the
         run's is replaced by one started for the run."""
         self.retire_earlier_runs()
-        scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes) if self.has_scratch() else 0
-        child_limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1,
-                                           scratch_bytes=scratch_bytes)
-        self.node_limits = NodeLimits(child_limits.memory_bytes, child_limits.cpu_seconds, child_limits.max_file_bytes)
+        limits, scratch = self.run_limits(request)
+        self.node_limits = limits
         spare = None
         while self.node_spares and spare is None:
             candidate = self.node_spares.popleft()
@@ -478,8 +464,8 @@ class Server:
             else:
                 candidate.discard()
         if spare is None:
-            spare = self.make_node_spare(self.node_limits)
-        limits, scratch, _ = self.prepare_run(request, spare)
+            spare = self.make_node_spare(limits)
+        self.prepare_run(spare, limits, scratch)
         socket.send_fds(self.control, [json.dumps({"channelFor": request["runId"]}).encode()], [spare.sock.fileno()])
         spare.sock.close()
         self.add_run(request, spare, limits, scratch)
@@ -630,12 +616,12 @@ class Server:
         needs memory: its cgroup gets the run's limit now."""
         cgroup = self.claim_cgroup()
         if cgroup is not None:
-            cgroup.set_limits(limits.memory_bytes, confine.ChildLimits(0, 0).max_tasks)
+            cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
         server_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         stderr_read, stderr_write = os.pipe()
         script = NODE_RUNTIME_VIEW if self.layers["readonly_root"][0] else self.node["runtimeScript"]
         argv = [self.node["path"], "--no-addons", "--no-experimental-fetch", "--v8-pool-size=1",
-                f"--max-old-space-size={limits.heap_mb}", script, SCRATCH_DIR if self.has_scratch() else ""]
+                f"--max-old-space-size={node_heap_mb(limits)}", script, SCRATCH_DIR if self.has_scratch() else ""]
         # No variable from the host: the thread pool's size and, as for a
         # Python run, TMPDIR (which Node reads from the real environment).
         environment = [f"UV_THREADPOOL_SIZE={NODE_THREADPOOL_SIZE}"] + ([f"TMPDIR={SCRATCH_DIR}"] if self.has_scratch() else [])
@@ -648,8 +634,7 @@ class Server:
                 channel = fcntl.fcntl(child_end.fileno(), fcntl.F_DUPFD, 10)
                 stderr = fcntl.fcntl(stderr_write, fcntl.F_DUPFD, 10)
                 os.dup2(channel, NODE_CHANNEL_FD)
-                max_open_files = confine.ChildLimits(0, 0).max_open_files
-                resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
                 # Soft below hard, as for a Python child (set_run_rlimits).
                 resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
@@ -680,6 +665,10 @@ class Server:
         os.chdir("/")
         if seccomp_prog is not None:
             confine.load_seccomp(seccomp_prog[0])
+
+
+def node_heap_mb(limits):
+    return max(NODE_MIN_HEAP_MB, int((limits.memory_bytes >> 20) * NODE_HEAP_SHARE))
 
 
 def execve(path_buffer, argv, env):
