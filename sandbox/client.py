@@ -150,10 +150,12 @@ class SlotLock:
 
 
 def node_binary(path=None):
-    """{path, loader, libraryDirs} of the Node binary the sandbox starts
-    (`path`, else `node` on PATH), or None when there is none: what the
-    read-only view must hold for it (its shared libraries, as ldd lists them,
-    and its dynamic loader, which Landlock must let execute too)."""
+    """What the fork-server needs to know of the Node binary it starts
+    (`path`, else `node` on PATH), or None when there is none: its path,
+    its dynamic loader (as the binary names it, and the file that is:
+    Landlock must let it execute too), the directories of its shared
+    libraries as ldd lists them (the read-only view must hold them), and
+    the runtime script."""
     path = path or shutil.which("node")
     if not path or not os.path.isfile(path):
         return None

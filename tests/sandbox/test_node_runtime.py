@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
-from sandbox import RunRequest
-from tests.sandbox.helpers import host_intact
+from sandbox import ALL_LAYERS, ForkServerClient, RunRequest, SandboxUnavailable
+from tests.sandbox.helpers import UID_BASE, host_intact, make_request
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +221,19 @@ def test_first_node_run_starts_node_and_later_ones_find_it_ready(sandbox, fresh_
         assert result.status == "success", result
         time.sleep(0.5)  # time for the next spare to start
     assert min(timings[1:]) < timings[0], timings
+
+
+def test_without_node_javascript_runs_are_refused_and_python_runs_go_on(sandbox):
+    """Fail closed: a host without Node (or without a layer Node needs)
+    refuses JavaScript runs; Python runs are not affected."""
+    client = ForkServerClient(lock_dir=sandbox.lock_dir, uid_base=UID_BASE, required_layers=list(ALL_LAYERS),
+                              node_path="/nonexistent/node")
+    try:
+        client.ensure_started()
+        assert client.node_state == {"available": False, "reason": "no Node.js binary on this host"}
+        with pytest.raises(SandboxUnavailable, match="JavaScript plugins cannot run here"):
+            client.run(make_request("exports.attack = () => 1;\n", runtime="node"))
+        python = client.run(make_request("def attack(params, ctx):\n    return 1\n"))
+        assert python.status == "success" and python.result == 1, python
+    finally:
+        client.close()
