@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from audit.models import AuditEvent
 from executions.models import Execution
 from tests.plugins.helpers import upload, zip_of
 
@@ -24,6 +25,11 @@ exports.slugify = async (params, ctx) => {
 exports.spin = () => { for (;;) {} };
 exports.hoard = () => { const kept = []; for (;;) kept.push(Buffer.alloc(1 << 20, 1)); };
 exports.crash = () => process.abort();
+exports.fetch = async (params, ctx) => (await ctx.http.fetch(params.url)).status;
+exports.fetchHandled = async (params, ctx) => {
+  try { await ctx.http.get(params.url); } catch (error) { return { refused: error.name, message: error.message }; }
+  return { refused: null };
+};
 exports.leak = (params, ctx) => {
   console.log('the token is', ctx.secrets.API_TOKEN);
   return { token: ctx.secrets.API_TOKEN, granted: Object.keys(ctx.secrets) };
@@ -42,7 +48,8 @@ MANIFEST = {
     "entrypoint": "index.js",
     "limits": {"memoryMb": 96},
     "secrets": ["API_TOKEN"],
-    "actions": {name: {"handler": name} for name in ("slugify", "spin", "hoard", "crash", "leak")},
+    "network": {"allowedDomains": ["metadata.example"]},
+    "actions": {name: {"handler": name} for name in ("slugify", "spin", "hoard", "crash", "leak", "fetch", "fetchHandled")},
 }
 
 
@@ -103,3 +110,13 @@ def test_a_javascript_plugin_gets_its_secrets_and_they_are_redacted(js_tools, ap
     assert response.json()["result"] == {"token": "[REDACTED]", "granted": ["API_TOKEN"]}
     execution = Execution.objects.get(pk=response.json()["executionId"])
     assert token not in json.dumps(execution.logs) and "[REDACTED]" in json.dumps(execution.logs)
+
+
+def test_a_javascript_plugin_s_egress_goes_through_the_gateway(js_tools, api):
+    handled = execute(api, "fetchHandled", params={"url": "http://not-allowed.example/"})
+    assert handled.status_code == 200, handled.json()
+    assert handled.json()["result"]["refused"] == "EgressDenied" and "allowlist" in handled.json()["result"]["message"]
+    metadata = execute(api, "fetch", params={"url": "http://169.254.169.254/latest/meta-data/"})
+    assert metadata.status_code == 500, metadata.json()
+    assert metadata.json()["error"]["type"] == "SANDBOX_VIOLATION"
+    assert AuditEvent.objects.filter(type="egress_request", metadata__allowed=False).count() == 2
