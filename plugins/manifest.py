@@ -254,12 +254,12 @@ def _content_errors(manifest, max_scratch_mb):
     errors = []
     runtime = runtime_of(manifest)
     if not manifest["entrypoint"].endswith(RUNTIME_SUFFIXES[runtime]):
-        errors.append({"field": "entrypoint",
-                       "message": f"runtime {runtime!r} runs a {RUNTIME_SUFFIXES[runtime]} entrypoint, not {manifest['entrypoint']}"})
+        suffix = RUNTIME_SUFFIXES[runtime]
+        errors.append({"field": "entrypoint", "message": f"runtime {runtime!r} runs a {suffix} entrypoint, not {manifest['entrypoint']}"})
     memory_mb = manifest.get("limits", {}).get("memoryMb")
     if runtime == "node" and memory_mb is not None and memory_mb < NODE_MIN_MEMORY_MB:
         errors.append({"field": "limits.memoryMb",
-                       "message": f"a JavaScript plugin needs at least {NODE_MIN_MEMORY_MB} MiB (Node.js itself takes some 40)"})
+                       "message": f"a JavaScript plugin needs at least {NODE_MIN_MEMORY_MB} MiB (Node.js takes some 40 itself)"})
     scratch_mb = manifest.get("limits", {}).get("scratchMb")
     if max_scratch_mb is not None and scratch_mb is not None and scratch_mb > max_scratch_mb:
         errors.append({"field": "limits.scratchMb",

@@ -26,4 +26,5 @@ from .client import (
 )
 
 __all__ = ["ALL_LAYERS", "DEFAULT_MAX_SCRATCH_MB", "DEFAULT_SCRATCH_MB", "NODE_SPARES", "RUNTIMES", "SPARES",
-           "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host", "make_private_parent", "seccomp_allowlist"]
+           "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host", "make_private_parent",
+           "seccomp_allowlist"]

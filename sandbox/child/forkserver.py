@@ -624,7 +624,9 @@ class Server:
                 f"--max-old-space-size={node_heap_mb(limits)}", script, SCRATCH_DIR if self.has_scratch() else ""]
         # No variable from the host: the thread pool's size and, as for a
         # Python run, TMPDIR (which Node reads from the real environment).
-        environment = [f"UV_THREADPOOL_SIZE={NODE_THREADPOOL_SIZE}"] + ([f"TMPDIR={SCRATCH_DIR}"] if self.has_scratch() else [])
+        environment = [f"UV_THREADPOOL_SIZE={NODE_THREADPOOL_SIZE}"]
+        if self.has_scratch():
+            environment.append(f"TMPDIR={SCRATCH_DIR}")
         pid = os.fork()
         if pid == 0:
             try:

@@ -58,7 +58,8 @@ class Command(BaseCommand):
             need = "required" if name in required else "optional"
             reason = f"  ({state['reason']})" if state.get("reason") else ""
             self.stdout.write(f"{name:<{width}}  {mark}  {need}{reason}")
-        self.stdout.write("JavaScript plugins (runtime node): " + ("available" if node["available"] else f"refused ({node['reason']})"))
+        javascript = "available" if node["available"] else f"refused ({node['reason']})"
+        self.stdout.write(f"JavaScript plugins (runtime node): {javascript}")
         allowed = seccomp_allowlist()
         self.stdout.write(f"seccomp allowlist ({len(allowed)} entries; any other system call fails with EPERM):")
         for entry in allowed:
