@@ -11,9 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/var/lib/executor/prometheus \
     PORT=3000
 
-# libseccomp2: the library the sandbox compiles its system-call filter with.
+# libseccomp2: the library the sandbox compiles its system-call filter with;
+# nodejs: the runtime of JavaScript plugins.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libseccomp2 \
+    && apt-get install -y --no-install-recommends libseccomp2 nodejs \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -17,10 +17,14 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# libseccomp is what the sandbox compiles its system-call filter with.
+# libseccomp is what the sandbox compiles its system-call filter with;
+# Node.js runs JavaScript plugins (and checks their syntax at upload).
 system-deps:
 	@if ! ldconfig -p | grep -q 'libseccomp.so.2'; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libseccomp2; \
+	fi
+	@if ! command -v node >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs; \
 	fi
 
 # Headless Chromium, for the tests that look at pages (they skip without it).

@@ -7,6 +7,12 @@ this one process, one after the other, with the same trivial action
 
   python      a Python run through the real sandbox (every layer on): the
               figure to stay within 2x of;
+  node-sandbox  a JavaScript run through the real sandbox (runtime "node",
+              every layer on): a confined Node process started ahead by the
+              fork-server, used once; runs back to back, so a run may wait
+              for the spare the previous one left starting; the first run
+              of a fork-server (which starts Node then) is reported apart;
+  node-paced  the same with 150 ms between runs: each finds its spare ready;
   node-fresh  a Node process started for each run and used once (spawned
               ahead of its run, as the Python spares are; latency counts from
               the request to the answer, CPU counts the whole process);
@@ -14,8 +20,9 @@ this one process, one after the other, with the same trivial action
   quickjs     a fork of a warm Python process that imported QuickJS, a fresh
               QuickJS context per run (the engine embedded in the child).
 
-Only `python` has the sandbox's layers around it; the others are the bare cost
-of the runtime, to which the layers add what they add to a Python run.
+Only `python` and `node-sandbox` have the sandbox's layers around them; the
+others are the bare cost of the runtime, to which the layers add what they
+add to a Python run.
 CPU per run is read from the kernel (children's rusage, or /proc/<pid>/stat
 of the warm Node process) and includes start-up where a run pays for it.
 
@@ -83,21 +90,24 @@ def process_cpu_ms(pid, with_reaped_children=False):
 
 def report(label, latencies_ms, cpu_ms_per_run):
     figures = {**percentiles(latencies_ms), "cpu_ms": cpu_ms_per_run}
-    print(f"{label:11s} p50 {figures['p50']:7.2f}  p95 {figures['p95']:7.2f}  p99 {figures['p99']:7.2f} ms"
+    print(f"{label:12s} p50 {figures['p50']:7.2f}  p95 {figures['p95']:7.2f}  p99 {figures['p99']:7.2f} ms"
           f"   CPU {cpu_ms_per_run:6.2f} ms per run")
     return figures
 
 
-def measure_python(runs):
+def measure_sandbox(runs, request, first_runs=None, pause=0.0):
     """Latencies of sandboxed runs, and CPU per run: the fork-server's own
-    CPU and that of the children it reaped (its spares, used once each)."""
+    CPU and that of the children it reaped (its spares, used once each).
+    `first_runs`, a list, gets the latency of the fork-server's first run."""
     lock_dir = tempfile.mkdtemp(prefix="js-bench-locks-")
     # uids of their own: runs of a service on this machine may hold the usual ones
     client = ForkServerClient(lock_dir=lock_dir, slots=4, uid_base=310000, required_layers=ALL_LAYERS)
-    request = RunRequest(execution_id="bench", modules={"plugin.py": PYTHON_PLUGIN}, entrypoint="plugin.py",
-                         handler="add", params=PARAMS, timeout_ms=5000, memory_bytes=256 << 20)
     try:
         client.start()
+        started = time.perf_counter()
+        assert client.run(request).result == {"sum": 5}
+        if first_runs is not None:
+            first_runs.append((time.perf_counter() - started) * 1000)
         for _ in range(20):
             client.run(request)
         # the namespace's init, i.e. the fork-server, as the host sees it
@@ -107,6 +117,7 @@ def measure_python(runs):
         cpu_before = process_cpu_ms(forkserver_pid, with_reaped_children=True)
         latencies = []
         for _ in range(runs):
+            time.sleep(pause)
             started = time.perf_counter()
             outcome = client.run(request)
             latencies.append((time.perf_counter() - started) * 1000)
@@ -118,6 +129,18 @@ def measure_python(runs):
         client.close()
         shutil.rmtree(lock_dir, ignore_errors=True)
     return latencies, cpu / runs
+
+
+def measure_python(runs):
+    return measure_sandbox(runs, RunRequest(execution_id="bench", modules={"plugin.py": PYTHON_PLUGIN},
+                                            entrypoint="plugin.py", handler="add", params=PARAMS, timeout_ms=5000,
+                                            memory_bytes=256 << 20))
+
+
+def measure_node_sandbox(runs, first_runs=None, pause=0.0):
+    return measure_sandbox(runs, RunRequest(execution_id="bench", modules={"plugin.js": JS_PLUGIN},
+                                            entrypoint="plugin.js", handler="add", params=PARAMS, timeout_ms=5000,
+                                            memory_bytes=256 << 20, runtime="node"), first_runs, pause)
 
 
 def node_request():
@@ -213,6 +236,11 @@ def main():
         figures = {}
         print(f"{args.runs} runs each; Node {subprocess.check_output([node, '--version'], text=True).strip()}")
         figures["python"] = report("python", *measure_python(args.runs))
+        first_runs = []
+        figures["node-sandbox"] = report("node-sandbox", *measure_node_sandbox(args.runs, first_runs))
+        figures["node-sandbox"]["first_run_ms"] = first_runs[0]
+        print(f"{'':12s} the fork-server's first Node run (Node started then): {first_runs[0]:.2f} ms")
+        figures["node-paced"] = report("node-paced", *measure_node_sandbox(args.runs, pause=0.15))
         figures["node-fresh"] = report("node-fresh", *measure_node_fresh(node, runner, args.runs))
         figures["node-vm"] = report("node-vm", *measure_node_vm(node, runner, args.runs))
         figures["quickjs"] = report("quickjs", *measure_quickjs(args.runs))

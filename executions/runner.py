@@ -10,9 +10,9 @@ import threading
 
 from django.conf import settings
 
-from plugins.manifest import ManifestError
+from plugins.manifest import ManifestError, runtime_of
 from plugins.packages import package_tree, shared_site_packages
-from plugins.services import plugin_bytecode
+from plugins.services import plugin_modules
 from quotas.secrets import SecretUnreadable, stored_secrets
 from sandbox import (
     ALL_LAYERS,
@@ -127,7 +127,8 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
     request = RunRequest(
         execution_id=str(execution.id),
         actor_id=execution.actor_id,
-        modules=plugin_bytecode(version),
+        modules=plugin_modules(version),
+        runtime=runtime_of(version.manifest),
         package_tree=tree,
         entrypoint=version.manifest["entrypoint"],
         handler=action["handler"],

@@ -35,7 +35,9 @@ MAX_ARCHIVE_BYTES = MAX_TOTAL_BYTES + MAX_VENDORED_BYTES + 1024 * 1024
 # bytes can legitimately compress very well and can do no harm.
 MAX_COMPRESSION_RATIO = 100
 RATIO_CHECKED_FROM_BYTES = 64 * 1024
-TEXT_SUFFIXES = (".py", ".json", ".txt", ".md")
+TEXT_SUFFIXES = (".py", ".js", ".cjs", ".json", ".txt", ".md")
+# Native Node addons: compiled code, which no plugin may bring.
+NATIVE_ADDON_SUFFIX = ".node"
 LOCK_FILE = "requirements.lock"
 VENDOR_DIR = "vendor/"
 # Zip entries must carry a date; a fixed one makes equal files give equal bytes.
@@ -110,6 +112,8 @@ def check_relative_path(path):
 
 def _check_file_name(path):
     check_relative_path(path)
+    if path.lower().endswith(NATIVE_ADDON_SUFFIX):
+        raise _archive_error(f"{path!r}: native Node addons (.node) are not allowed; plugins are pure JavaScript")
     if not (path.lower().endswith(TEXT_SUFFIXES) or path == LOCK_FILE or is_wheel(path)):
         raise _archive_error(
             f"{path!r}: only {', '.join(TEXT_SUFFIXES)} files, a top-level {LOCK_FILE} "
@@ -233,8 +237,9 @@ def files_from_module(source, manifest_text, filename="plugin.py"):
     files = {MANIFEST_NAME: manifest_text}
     manifest = read_manifest(files)
     entrypoint = manifest.get("entrypoint") if isinstance(manifest, dict) else None
-    if not (isinstance(entrypoint, str) and entrypoint.endswith(".py")):
-        entrypoint = filename
+    if not (isinstance(entrypoint, str) and entrypoint.endswith((".py", ".js"))):
+        javascript = isinstance(manifest, dict) and manifest.get("runtime") == "node"
+        entrypoint = "plugin.js" if javascript else filename
     files[entrypoint] = source
     check_files(files)
     return files

@@ -3,7 +3,8 @@
 The host never imports plugin code: it reads the manifest, compiles the
 sources (compiling executes nothing) and inspects the entrypoint's syntax
 tree to check that every declared handler exists. The code itself only ever
-runs inside the sandbox.
+runs inside the sandbox. JavaScript plugins (`"runtime": "node"`) are
+checked by plugins.javascript.
 """
 
 import ast
@@ -19,11 +20,16 @@ from referencing.exceptions import Unresolvable
 
 from egress import normalize_domain_entry
 
+from . import javascript
 from .params_schema import STRUCTURE_FORMATS, UncheckableSchema, params_validator
 
 MANIFEST_NAME = "plugin.json"
 # The API's own ceiling for a run (docs/api.md).
 MAX_TIMEOUT_MS = 300_000
+# What a plugin's code runs on, and the suffix of its entrypoint there.
+RUNTIME_SUFFIXES = {"python": ".py", "node": ".js"}
+# A Node process needs some 40 MiB before any plugin code runs.
+NODE_MIN_MEMORY_MB = 64
 
 
 class ManifestError(Exception):
@@ -63,9 +69,10 @@ MANIFEST_SCHEMA = {
             "a semantic version such as 1.2.0 or 2.0.0-beta.1",
         )
         | {"maxLength": 64},
+        "runtime": {"enum": list(RUNTIME_SUFFIXES), "default": "python"},
         "entrypoint": _pattern(
-            r"^([A-Za-z0-9_][A-Za-z0-9_-]*/)*[A-Za-z0-9_][A-Za-z0-9_-]*\.py$",
-            "a relative path to a .py file inside the plugin, such as plugin.py or src/main.py",
+            r"^([A-Za-z0-9_][A-Za-z0-9_-]*/)*[A-Za-z0-9_][A-Za-z0-9_-]*\.(py|js)$",
+            "a relative path to a .py file inside the plugin (a .js file for runtime node), such as plugin.py or src/main.js",
         ),
         "description": {"type": "string", "maxLength": 10_000, "default": ""},
         "actions": {
@@ -113,7 +120,7 @@ MANIFEST_SCHEMA = {
             "additionalProperties": False,
             "properties": {
                 "handler": _pattern(
-                    r"^[A-Za-z_][A-Za-z0-9_]*$", "a Python function name"
+                    r"^[A-Za-z_][A-Za-z0-9_]*$", "a function name (letters, digits and underscores)"
                 ),
                 "description": {"type": "string", "maxLength": 10_000, "default": ""},
                 "params": {"type": "object", "default": {"type": "object"}},
@@ -218,10 +225,15 @@ def validate_plugin(manifest, files, importable=Importable(), max_scratch_mb=Non
     return _with_defaults(manifest)
 
 
+def runtime_of(manifest):
+    return manifest.get("runtime") or "python"
+
+
 def _with_sole_module_as_entrypoint(manifest, files):
     if not isinstance(manifest, dict) or "entrypoint" in manifest:
         return manifest
-    modules = [path for path in files if path.endswith(".py")]
+    suffix = RUNTIME_SUFFIXES.get(runtime_of(manifest), ".py")
+    modules = [path for path in files if path.endswith(suffix)]
     return {**manifest, "entrypoint": modules[0]} if len(modules) == 1 else manifest
 
 
@@ -240,6 +252,14 @@ def _content_errors(manifest, max_scratch_mb):
     """What the schema cannot say: params schemas, examples, domains and the
     operator's ceiling on the scratch space."""
     errors = []
+    runtime = runtime_of(manifest)
+    if not manifest["entrypoint"].endswith(RUNTIME_SUFFIXES[runtime]):
+        suffix = RUNTIME_SUFFIXES[runtime]
+        errors.append({"field": "entrypoint", "message": f"runtime {runtime!r} runs a {suffix} entrypoint, not {manifest['entrypoint']}"})
+    memory_mb = manifest.get("limits", {}).get("memoryMb")
+    if runtime == "node" and memory_mb is not None and memory_mb < NODE_MIN_MEMORY_MB:
+        errors.append({"field": "limits.memoryMb",
+                       "message": f"a JavaScript plugin needs at least {NODE_MIN_MEMORY_MB} MiB (Node.js takes some 40 itself)"})
     scratch_mb = manifest.get("limits", {}).get("scratchMb")
     if max_scratch_mb is not None and scratch_mb is not None and scratch_mb > max_scratch_mb:
         errors.append({"field": "limits.scratchMb",
@@ -282,6 +302,8 @@ def _action_schema_errors(name, action):
 
 def _code_errors(manifest, files, importable):
     """Sources that do not compile, a missing entrypoint, handlers it does not define."""
+    if runtime_of(manifest) == "node":
+        return javascript.code_errors(manifest, files)
     errors = []
     trees = {}
     for path, source in sorted(files.items()):

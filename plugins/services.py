@@ -16,8 +16,9 @@ from django.utils import timezone
 from audit.events import record_event
 from audit.models import AuditEvent
 
+from . import javascript
 from .archive import build_archive, files_from_zip, sha256_hex
-from .manifest import MANIFEST_NAME, ManifestError, validate_plugin
+from .manifest import MANIFEST_NAME, ManifestError, runtime_of, validate_plugin
 from .models import Plugin, PluginVersion
 from .packages import importable_names
 from .signing import files_digest, verify_signature
@@ -183,6 +184,16 @@ def stored_file_sizes(version):
         path: len(content if isinstance(content, bytes) else content.encode())
         for path, content in files_from_zip(bytes(version.archive)).items()
     }
+
+
+def plugin_modules(version):
+    """What a run of the version loads: its Python modules compiled
+    (plugin_bytecode), or for a JavaScript plugin its .js and .json sources
+    as text (Node compiles them in the sandbox)."""
+    if runtime_of(version.manifest) == "node":
+        return {path: text for path, text in _files_by_sha256(version.sha256).items()
+                if javascript.is_source(path) or path.endswith(".json")}
+    return plugin_bytecode(version)
 
 
 def plugin_bytecode(version):

@@ -7,15 +7,17 @@ This module is the whole interface the service uses: start a
 `ALL_LAYERS` and `describe_host()` to report what the host supports;
 `seccomp_allowlist()`, the system calls a run may make; `DEFAULT_SCRATCH_MB`
 and `DEFAULT_MAX_SCRATCH_MB`, the sizes of a run's scratch space;
-`make_private_parent` for the directory of vendored package trees.
+`make_private_parent` for the directory of vendored package trees;
+`RUNTIMES`, what a `RunRequest.runtime` may be ("node" runs JavaScript).
 `child/` holds what runs inside the fork-server and its children.
 """
 
 from .child.confine import ALL_LAYERS, describe_host, seccomp_allowlist
-from .child.forkserver import SPARES
+from .child.forkserver import NODE_SPARES, SPARES
 from .client import (
     DEFAULT_MAX_SCRATCH_MB,
     DEFAULT_SCRATCH_MB,
+    RUNTIMES,
     ForkServerClient,
     RunRequest,
     RunResult,
@@ -23,5 +25,6 @@ from .client import (
     make_private_parent,
 )
 
-__all__ = ["ALL_LAYERS", "DEFAULT_MAX_SCRATCH_MB", "DEFAULT_SCRATCH_MB", "SPARES", "ForkServerClient", "RunRequest",
-           "RunResult", "SandboxUnavailable", "describe_host", "make_private_parent", "seccomp_allowlist"]
+__all__ = ["ALL_LAYERS", "DEFAULT_MAX_SCRATCH_MB", "DEFAULT_SCRATCH_MB", "NODE_SPARES", "RUNTIMES", "SPARES",
+           "ForkServerClient", "RunRequest", "RunResult", "SandboxUnavailable", "describe_host", "make_private_parent",
+           "seccomp_allowlist"]

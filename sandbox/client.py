@@ -12,7 +12,9 @@ import importlib.util
 import json
 import math
 import os
+import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +40,12 @@ DEFAULT_MAX_SCRATCH_MB = 256
 # How long past its own deadline the host waits for the fork-server's report
 # before declaring it stuck and replacing it.
 REPORT_GRACE_SECONDS = 5
+# The runtimes a plugin may name; "node" runs JavaScript (sandbox/child/node_runtime.js).
+RUNTIMES = ("python", "node")
+NODE_RUNTIME_SCRIPT = os.path.join(SANDBOX_DIR, "child", "node_runtime.js")
+# How long the host waits for the fork-server to hand over a Node run's
+# channel: the first Node run of a slot starts its Node process then.
+NODE_CHANNEL_TIMEOUT_SECONDS = 10
 
 
 class SandboxUnavailable(Exception):
@@ -49,7 +57,8 @@ class SandboxUnavailable(Exception):
 class RunRequest:
     """One run. `modules` maps each of the plugin's .py paths to its source
     (str) or to its compiled code (marshal bytes, which spare the child a
-    compile)."""
+    compile); for `runtime="node"`, each of its .js and .json paths to its
+    source."""
 
     execution_id: str
     modules: dict
@@ -76,6 +85,7 @@ class RunRequest:
     # redacts what is left of one at either end of a text cut before it
     # could be redacted (executions.redaction.Redactor).
     redactor: object = None
+    runtime: str = "python"
 
 
 @dataclass
@@ -139,6 +149,35 @@ class SlotLock:
         self.handle.close()
 
 
+def node_binary(path=None):
+    """What the fork-server needs to know of the Node binary it starts
+    (`path`, else `node` on PATH), or None when there is none: its path,
+    its dynamic loader (as the binary names it, and the file that is:
+    Landlock must let it execute too), the directories of its shared
+    libraries as ldd lists them (the read-only view must hold them), and
+    the runtime script."""
+    path = path or shutil.which("node")
+    if not path or not os.path.isfile(path):
+        return None
+    path = os.path.realpath(path)
+    try:
+        listing = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=10, env={}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    libraries = re.findall(r"(/\S+) \(0x", listing)
+    loaders = [lib for lib in libraries if "/ld-linux" in lib or "/ld-musl" in lib]
+    if not loaders:
+        return None
+    return {
+        "path": path,
+        # Where the binary names its loader, and the file that is.
+        "interpreter": loaders[0],
+        "loader": os.path.realpath(loaders[0]),
+        "libraryDirs": sorted({os.path.dirname(os.path.realpath(lib)) for lib in libraries} | {os.path.dirname(loaders[0])}),
+        "runtimeScript": NODE_RUNTIME_SCRIPT,
+    }
+
+
 def make_private_parent(directory):
     """Create the parent of the vendored trees (if needed) searchable but not
     listable by anyone else: a run reaches its own tree by name and cannot
@@ -149,7 +188,7 @@ def make_private_parent(directory):
 
 class ForkServerClient:
     def __init__(self, *, lock_dir, slots=64, uid_base=200000, required_layers=(), python=None,
-                 max_scratch_mb=DEFAULT_MAX_SCRATCH_MB, vendored_packages_dir=None, shared_packages_dir=None):
+                 max_scratch_mb=DEFAULT_MAX_SCRATCH_MB, vendored_packages_dir=None, shared_packages_dir=None, node_path=None):
         """`vendored_packages_dir` holds one tree of unpacked wheels per
         plugin version (a run names its own in `RunRequest.package_tree`);
         `shared_packages_dir` is a site-packages directory every run may
@@ -163,6 +202,9 @@ class ForkServerClient:
         self.uid_base = uid_base
         self.required_layers = tuple(required_layers)
         self.python = python or os.path.realpath(sys.executable)
+        self.node = node_binary(node_path)
+        # Whether the fork-server can run Node plugins, and if not why.
+        self.node_state = {"available": False, "reason": "the fork-server has not started"}
         self.process = None
         self.control = None
         self.slot = None
@@ -186,6 +228,7 @@ class ForkServerClient:
             "seccompModulePath": os.path.dirname(seccomp_spec.origin) if seccomp_spec else None,
             "vendoredPackagesDir": self.vendored_packages_dir,
             "sharedPackagesDir": self.shared_packages_dir,
+            "node": self.node,
         }
         if self.vendored_packages_dir:
             make_private_parent(self.vendored_packages_dir)
@@ -212,6 +255,7 @@ class ForkServerClient:
         hello = json.loads(message)
         self.pid = hello["pid"]
         self.layers = hello["layers"]
+        self.node_state = hello["node"]
 
     def stop(self):
         if self.control is not None:
@@ -250,9 +294,13 @@ class ForkServerClient:
         scratch space over this client's ceiling is the caller's mistake)."""
         if not 0 < request.scratch_mb <= self.max_scratch_mb:
             raise ValueError(f"a run's scratch space is 1 to {self.max_scratch_mb} MiB, not {request.scratch_mb}")
+        if request.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {request.runtime!r}")
         self.ensure_started()
         self.run_counter += 1
         run_id = self.run_counter
+        if request.runtime == "node":
+            return self._run_node(request, egress_handler, run_id)
         host_channel, child_channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             header = json.dumps(
@@ -278,6 +326,41 @@ class ForkServerClient:
         finally:
             host_channel.close()
             child_channel.close()
+
+    def _run_node(self, request, egress_handler, run_id):
+        """A Node run: the fork-server hands over the channel of the Node
+        process it assigns (started ahead, reading it already)."""
+        if not self.node_state.get("available"):
+            raise SandboxUnavailable(f"JavaScript plugins cannot run here: {self.node_state.get('reason')}")
+        header = json.dumps({"runId": run_id, "runtime": "node", "timeoutMs": request.timeout_ms,
+                             "memoryBytes": request.memory_bytes, "scratchBytes": request.scratch_mb << 20}).encode()
+        started = time.monotonic()
+        try:
+            self.control.send(header)
+            channel = self._receive_channel(run_id, started + NODE_CHANNEL_TIMEOUT_SECONDS)
+        except OSError:
+            channel = None
+        if channel is None:
+            self.stop()
+            return _error("WORKER_CRASHED", "the sandbox fork-server did not start the Node process; it will be restarted")
+        try:
+            channel.setblocking(False)
+            return self._exchange(channel, bytearray(self._request_frame(request)), request, egress_handler, started, run_id)
+        finally:
+            channel.close()
+
+    def _receive_channel(self, run_id, deadline):
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([self.control], [], [], remaining)[0]:
+                break
+            message, fds, _, _ = socket.recv_fds(self.control, 65536, 1)
+            if not message:
+                break
+            if fds:
+                if json.loads(message).get("channelFor") == run_id:
+                    return socket.socket(fileno=fds[0])
+                os.close(fds[0])
+        return None
 
     @staticmethod
     def _request_frame(request):

@@ -57,6 +57,7 @@ SYS_CLOSE_RANGE = 436
 
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_ACCESS_FS_EXECUTE = 1 << 0
 LANDLOCK_ACCESS_FS_WRITE_FILE = 1 << 1
 LANDLOCK_ACCESS_FS_READ_FILE = 1 << 2
 LANDLOCK_ACCESS_FS_READ_DIR = 1 << 3
@@ -378,7 +379,15 @@ def _enable_v2_controllers(root, path, wanted):
 
 
 def create_run_cgroup(path):
-    """Make (or reuse) `plugin-sandbox/<path>` under every controller we can write."""
+    """Make (or reuse) `plugin-sandbox/<path>` under every controller we can
+    write. A reused cgroup keeps its count of OOM kills from an earlier
+    fork-server of the slot: only kills from now on are this one's."""
+    cgroup = _make_run_cgroup(path)
+    cgroup.oom_kills_seen = cgroup.oom_kills()
+    return cgroup
+
+
+def _make_run_cgroup(path):
     root_v2, available_v2 = _cgroup_v2_root()
     relative = f"plugin-sandbox/{path}"
     if root_v2 and available_v2 & set(CGROUP_CONTROLLERS):
@@ -439,6 +448,23 @@ def readonly_view_sources():
     return sorted(s for s in sources if os.path.isdir(s) and not _is_third_party(s))
 
 
+def top_level_links(path):
+    """The top-level symbolic links (/lib -> usr/lib on a merged-/usr host)
+    that resolving `path` goes through: the view needs them for a path
+    compiled into a binary (the dynamic loader's) to resolve there too."""
+    links = set()
+    for _ in range(40):  # the kernel's own bound on links followed
+        top = "/" + path.lstrip("/").split("/")[0]
+        if os.path.islink(top):
+            links.add(top)
+            path = os.path.join("/", os.readlink(top), path.lstrip("/")[len(top):].lstrip("/"))
+        elif os.path.islink(path):
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        else:
+            break
+    return sorted(links)
+
+
 def third_party_dirs(sources):
     """The site directories inside `sources`, to be masked: those directly in
     a source, and the interpreter's own (site and user site) that fall
@@ -456,12 +482,15 @@ def third_party_dirs(sources):
     return sorted(found)
 
 
-def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=()):
+def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=(), files=(), links=()):
     """Mount a tmpfs at `new_root` holding read-only binds of `sources`, with
     `hidden` paths masked by empty read-only tmpfs, and each package directory
     of `packages` (host path, path in the view, whether code may be mapped
-    executable from it) bound read-only where it belongs; `mount_points` are
-    empty directories made in it for later mounts. Then pivot into it."""
+    executable from it) bound read-only where it belongs; `files` are single
+    files (host path, path in the view) bound read-only, without the rest of
+    their directory; `links` are top-level symbolic links of the host made
+    again in the view (see top_level_links); `mount_points` are empty
+    directories made in it for later mounts. Then pivot into it."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     os.makedirs(new_root, exist_ok=True)
     mount("sandbox-root", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -489,6 +518,15 @@ def build_readonly_root(new_root, sources, hidden, packages=(), mount_points=())
         os.makedirs(target, exist_ok=True)
         mount(source, target, None, MS_BIND)
         mount(None, target, None, ro_flags | (0 if executable else MS_NOEXEC))
+    for link in links:
+        if not os.path.lexists(new_root + link):
+            os.symlink(os.readlink(link), new_root + link)
+    for source, view_path in files:
+        target = new_root + view_path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "w").close()
+        mount(source, target, None, MS_BIND)
+        mount(None, target, None, ro_flags)
     old_root = new_root + "/.old-root"
     os.makedirs(old_root, exist_ok=True)
     _check(syscall(SYS_PIVOT_ROOT, new_root.encode(), old_root.encode()), "pivot_root")
@@ -585,18 +623,48 @@ SECCOMP_SPECIAL = {"clone": "with CLONE_THREAD set: a thread, never a process",
                    "clone3": "answered ENOSYS, so the C library falls back to clone"}
 
 
-def seccomp_allowlist():
+# What Node.js needs beyond the Python allowlist, found by tracing Node 20
+# through start-up, timers, promises, fs, crypto and zlib: the dynamic
+# loader's thread-pointer setup (arch_prctl, which execve makes necessary),
+# libuv's wake-up descriptor (eventfd2), V8's view of the machine's memory
+# (sysinfo) and V8's memory protection keys (pkey_*, which only narrow what
+# the process itself may touch).
+NODE_SECCOMP_ALLOWED = ("eventfd2", "sysinfo", "pkey_alloc", "pkey_free", "pkey_mprotect")
+ARCH_SET_FS, ARCH_GET_FS = 0x1002, 0x1003
+NODE_SECCOMP_ALLOWED_IF = {
+    "arch_prctl": (0, (ARCH_SET_FS, ARCH_GET_FS), "ARCH_SET_FS, ARCH_GET_FS: the loader's thread pointer"),
+}
+# execve is allowed for one address only: that of the Node binary's path in
+# the fork-server's memory, which the spare calls execve with just after the
+# fork. Once Node has replaced the spare's memory nothing is at that address
+# that a script could fill, and a script has no way to make a raw system call
+# anyway; Landlock lets nothing but the Node binary (and its loader) be
+# executed in any case.
+NODE_SECCOMP_SPECIAL = {"execve": "only with the fork-server's own pointer to the Node binary's path, once, to start Node"}
+
+
+def seccomp_allowlist(runtime="python"):
     """The allowlist as `sandbox_check` prints it: one entry per system call."""
-    entries = [(name, "") for name in SECCOMP_ALLOWED]
-    entries += [(name, rule[2]) for name, rule in SECCOMP_ALLOWED_IF.items()] + list(SECCOMP_SPECIAL.items())
+    allowed, allowed_if, special = _seccomp_rules(runtime)
+    entries = [(name, "") for name in allowed]
+    entries += [(name, rule[2]) for name, rule in allowed_if.items()] + list(special.items())
     return [f"{name}: {condition}" if condition else name for name, condition in sorted(entries)]
 
 
-def compile_seccomp_filter(module_dir=None):
+def _seccomp_rules(runtime):
+    if runtime == "node":
+        return (SECCOMP_ALLOWED + NODE_SECCOMP_ALLOWED, {**SECCOMP_ALLOWED_IF, **NODE_SECCOMP_ALLOWED_IF},
+                {**SECCOMP_SPECIAL, **NODE_SECCOMP_SPECIAL})
+    return SECCOMP_ALLOWED, SECCOMP_ALLOWED_IF, SECCOMP_SPECIAL
+
+
+def compile_seccomp_filter(module_dir=None, runtime="python", exec_path_address=None):
     """Compile the filter once with libseccomp; children load the raw program.
 
     `module_dir` is where pyseccomp is installed: the fork-server runs without
-    site-packages on its path, so it is borrowed for this one import.
+    site-packages on its path, so it is borrowed for this one import. For
+    `runtime="node"`, `exec_path_address` is the address of the Node binary's
+    path, the one execve argument allowed.
     """
     if module_dir:
         sys.path.insert(0, module_dir)
@@ -614,16 +682,19 @@ def compile_seccomp_filter(module_dir=None):
     # walk down a hundred.
     syscall_filter.set_attr(pyseccomp.Attr.CTL_OPTIMIZE, 2)
     allow = pyseccomp.ALLOW
-    for name in SECCOMP_ALLOWED:
+    allowed, allowed_if, _ = _seccomp_rules(runtime)
+    for name in allowed:
         try:
             syscall_filter.add_rule(allow, name)
         except (OSError, RuntimeError, ValueError):
             continue  # not a system call on this architecture
-    for name, (argument, values, _) in SECCOMP_ALLOWED_IF.items():
+    for name, (argument, values, _) in allowed_if.items():
         for value in values:
             syscall_filter.add_rule(allow, name, pyseccomp.Arg(argument, pyseccomp.EQ, value))
     syscall_filter.add_rule(allow, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, CLONE_THREAD))
     syscall_filter.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+    if runtime == "node":
+        syscall_filter.add_rule(allow, "execve", pyseccomp.Arg(0, pyseccomp.EQ, exec_path_address))
     read_fd, write_fd = os.pipe()
     with os.fdopen(write_fd, "wb") as sink:
         syscall_filter.export_bpf(sink)
@@ -644,9 +715,10 @@ def load_seccomp(prog):
 # --- Landlock ----------------------------------------------------------------
 
 
-def create_landlock_ruleset(abi, readable_root="/", writable_dir=None):
+def create_landlock_ruleset(abi, readable_root="/", writable_dir=None, executable_files=()):
     """Read access beneath `readable_root`; beneath `writable_dir` (when
-    given), the scratch rights as well.
+    given), the scratch rights as well; `executable_files` may be executed
+    (nothing else may).
 
     A rule covers what is mounted below its directory later, but not what is
     mounted on the directory itself (the walk up skips a covered mount
@@ -662,12 +734,14 @@ def create_landlock_ruleset(abi, readable_root="/", writable_dir=None):
     _landlock_add_rule(ruleset_fd, readable_root, LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
     if writable_dir is not None:
         _landlock_add_rule(ruleset_fd, writable_dir, LANDLOCK_SCRATCH_RIGHTS & fs_rights)
+    for path in executable_files:
+        _landlock_add_rule(ruleset_fd, path, LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE)
     os.set_inheritable(ruleset_fd, False)
     return ruleset_fd
 
 
-def _landlock_add_rule(ruleset_fd, directory, rights):
-    directory_fd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
+def _landlock_add_rule(ruleset_fd, path, rights):
+    directory_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     try:
         rule = LandlockPathBeneathAttr(allowed_access=rights, parent_fd=directory_fd)
         _check(syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)), "landlock_add_rule")

@@ -25,9 +25,12 @@ on the channel between the host and the child.
 """
 
 import collections
+import ctypes
+import fcntl
 import gc
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -62,10 +65,28 @@ SINGLE_THREADED_LIBRARIES = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"
 # Children kept ready ahead of their runs: two, so that back-to-back runs
 # each find one that has had a whole run's time to get ready.
 SPARES = 2
-# Run cgroups per slot, used in turn: a run's child may still be exiting when
-# the next run starts, and the spares are already waiting in theirs; each must
-# be accounted and killed on its own.
-RUN_CGROUPS = ("a", "b", "c", "d")
+# Node.js children kept ready, once a slot has had a Node run (a slot that
+# never runs JavaScript never pays for one).
+NODE_SPARES = 1
+# Run cgroups per slot, used in turn, skipping those the spares wait in: a
+# run's child may still be exiting when the next run starts, and the spares
+# are already waiting in theirs; each must be accounted and killed on its own.
+RUN_CGROUPS = ("a", "b", "c", "d", "e", "f")
+# Where a Node child finds its runtime script in the view, and the descriptor
+# it reads its run on.
+NODE_RUNTIME_VIEW = "/usr/lib/plugin-sandbox/node_runtime.js"
+NODE_CHANNEL_FD = 3
+# Node's own threads count against the slot's task limit: V8 gets one helper
+# (--v8-pool-size=1) and libuv two, so a run (about six threads) and a
+# waiting spare fit in the 16 tasks a uid may have, with the Python spares.
+NODE_THREADPOOL_SIZE = 2
+# What V8 prints, on the child's stderr, when its heap limit is reached; the
+# child then aborts, and the run is MEMORY_LIMIT_EXCEEDED.
+NODE_HEAP_EXHAUSTED_MARKERS = (b"JavaScript heap out of memory", b"Reached heap limit")
+# A Node process needs memory of its own besides its heap (code, V8's
+# structures, buffers): its heap is given this share of the run's limit.
+NODE_HEAP_SHARE = 0.75
+NODE_MIN_HEAP_MB = 16
 # The kernel checks RLIMIT_CPU on its clock tick: a child it killed for CPU
 # has used at least its allowance, give or take a tick.
 CPU_LIMIT_SLACK_SECONDS = 0.05
@@ -77,6 +98,10 @@ class Spare:
     pid: int
     sock: socket.socket
     cgroup: object
+    # A Node spare's limits, fixed when it started (confine.ChildLimits),
+    # and the read end of its stderr.
+    node_limits: object = None
+    stderr_fd: int | None = None
 
     def ready(self):
         """Whether it can take a run: neither dead nor stopped. Stopped (by
@@ -90,6 +115,8 @@ class Spare:
 
     def discard(self):
         self.sock.close()
+        if self.stderr_fd is not None:
+            os.close(self.stderr_fd)
         try:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -108,6 +135,7 @@ class Run:
     cpu_seconds: int
     scratch: str | None = None
     done_sock: socket.socket | None = None
+    stderr_fd: int | None = None
     timed_out: bool = False
     superseded: bool = False
     answered: bool = False
@@ -134,6 +162,17 @@ class Server:
         self.spares = collections.deque()
         self.runs = []
         self.next_cgroup = 0
+        # Node.js: None when the host gave no Node binary.
+        self.node = config.get("node")
+        self.node_unavailable = "no Node.js binary on this host" if not self.node else ""
+        self.node_seccomp_prog = None
+        self.node_landlock_fd = None
+        # The Node binary's path, at an address every child inherits: the one
+        # execve argument the Node seccomp filter lets through.
+        self.node_path = ctypes.create_string_buffer(self.node["path"].encode()) if self.node else None
+        self.node_spares = collections.deque()
+        # The limits of the last Node run: those of the next spare.
+        self.node_limits = None
 
     # -- start-up ---------------------------------------------------------------
 
@@ -177,6 +216,12 @@ class Server:
             self.mark("seccomp", True)
         except Exception as error:  # libseccomp missing or refusing: reported, and required by default
             self.mark("seccomp", False, f"cannot compile the seccomp filter: {error}")
+        if self.node and self.seccomp_prog is not None:
+            try:
+                self.node_seccomp_prog = confine.compile_seccomp_filter(
+                    self.config.get("seccompModulePath"), runtime="node", exec_path_address=ctypes.addressof(self.node_path))
+            except Exception as error:
+                self.node_unavailable = f"cannot compile the Node seccomp filter: {error}"
         self.devnull = os.open("/dev/null", os.O_RDWR)
         with open("/proc/self/statm") as statm:
             self.address_space_base = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -187,6 +232,12 @@ class Server:
         if abi:
             writable = SCRATCH_PARENT if self.has_scratch() else None
             self.landlock_fd = self.try_layer(("landlock",), lambda: confine.create_landlock_ruleset(abi, writable_dir=writable))
+            if self.node and self.landlock_fd is not None:
+                try:
+                    self.node_landlock_fd = confine.create_landlock_ruleset(
+                        abi, writable_dir=writable, executable_files=(self.node["path"], self.node["loader"]))
+                except (confine.ConfinementError, OSError) as error:
+                    self.node_unavailable = f"cannot make the Node Landlock ruleset: {error}"
         else:
             self.mark("landlock", False, "the kernel offers no Landlock")
         self.mark("landlock_scoping", *confine.landlock_scoping_state(abi, self.landlock_fd is not None))
@@ -221,10 +272,17 @@ class Server:
                 os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
             confine.die_with_parent()
         sources = confine.readonly_view_sources()
+        files, links = [], []
+        if self.node:
+            # The Node binary alone (not the rest of its directory), its
+            # libraries and loader, and the runtime script.
+            sources = sorted(set(sources) | {d for d in self.node["libraryDirs"] if os.path.isdir(d)})
+            files = [(self.node["path"], self.node["path"]), (self.node["runtimeScript"], NODE_RUNTIME_VIEW)]
+            links = confine.top_level_links(self.node["interpreter"])
         hidden = confine.third_party_dirs(sources)
         packages = [(source, view, executable) for source, view, executable in self.package_dirs() if source]
         self.try_layer(("readonly_root",), lambda: confine.build_readonly_root(
-            SANDBOX_ROOT, sources, hidden, packages, mount_points=(SCRATCH_DIR,)))
+            SANDBOX_ROOT, sources, hidden, packages, mount_points=(SCRATCH_DIR,), files=files, links=links))
 
     def package_dirs(self):
         """(host directory or None, where it appears in the view, whether its
@@ -244,9 +302,22 @@ class Server:
             if source
         }
 
+    def node_layers_missing(self):
+        """Why Node runs are refused here ("" when they are not): a layer
+        that is active for Python runs but could not be built for Node, or
+        no memory cgroup (a Node child has no address-space limit: V8
+        reserves far more than it uses, so the cgroup is its only wall)."""
+        if self.node_unavailable:
+            return self.node_unavailable
+        if not self.layers["cgroup_memory"][0]:
+            return "Node runs need the memory cgroup: " + (self.layers["cgroup_memory"][1] or "missing")
+        return ""
+
     def report_ready(self):
         active = {name: {"active": ok, "reason": why} for name, (ok, why) in self.layers.items()}
-        self.control.send(json.dumps({"ready": True, "pid": os.getpid(), "layers": active}).encode())
+        refused = self.node_layers_missing()
+        node = {"available": not refused, "reason": refused}
+        self.control.send(json.dumps({"ready": True, "pid": os.getpid(), "layers": active, "node": node}).encode())
 
     # -- the loop ---------------------------------------------------------------
 
@@ -268,7 +339,9 @@ class Server:
                 if not message:
                     return
                 request = json.loads(message)
-                if fds:
+                if request.get("runtime") == "node":
+                    self.start_node_run(request)
+                elif fds:
                     self.start_run(fds[0], request)
                 elif "answered" in request:
                     self.end_answered_run(request["answered"])
@@ -290,66 +363,119 @@ class Server:
             pass
 
     def claim_cgroup(self):
-        """The next run cgroup in turn, once no child of an earlier run is in
+        """The next free run cgroup in turn, once no child of an earlier run is in
         it (that child was killed when its successor started; it is reaped
         here if it has not been yet)."""
         if not self.cgroups:
             return None
-        cgroup = self.cgroups[self.next_cgroup]
-        self.next_cgroup = (self.next_cgroup + 1) % len(self.cgroups)
+        # Never one a spare waits in, nor the current run's: there are more
+        # cgroups than spares and a current run together.
+        busy = {id(spare.cgroup) for spare in (*self.spares, *self.node_spares)}
+        busy |= {id(run.cgroup) for run in self.runs if not run.superseded}
+        for _ in self.cgroups:
+            cgroup = self.cgroups[self.next_cgroup]
+            self.next_cgroup = (self.next_cgroup + 1) % len(self.cgroups)
+            if id(cgroup) not in busy:
+                break
         for run in [r for r in self.runs if r.cgroup is cgroup]:
             self.kill(run)
             select.select([run.pidfd], [], [], 5.0)
             self.reap(run)
         return cgroup
 
-    def start_run(self, channel_fd, request):
-        # The host sends a run only once it has the previous answer: a child
-        # still alive now is exiting, or is a plugin that lied about being done.
-        # Killed (it makes no further system call) and its scratch unmounted
-        # before this run's is mounted, it can never see this run's files.
+    def retire_earlier_runs(self):
+        """The host sends a run only once it has the previous answer: a child
+        still alive now is exiting, or is a plugin that lied about being done.
+        Killed (it makes no further system call) and its scratch unmounted
+        before this run's is mounted, it can never see this run's files."""
         for run in self.runs:
             if not run.superseded:
                 run.superseded = True
                 self.kill(run)
             self.release_scratch(run)
+
+    def run_limits(self, request):
+        """(the run's limits, its scratch directory or None)."""
         # Without a scratch space the file size limit stays 0.
         scratch = SCRATCH_DIR if self.has_scratch() else None
         scratch_bytes = min(request["scratchBytes"], self.max_scratch_bytes) if scratch else 0
-        limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1)
-        spare = self.spares.popleft()
-        if not spare.ready():
-            spare.discard()
-            spare = self.make_spare()
-        cgroup = spare.cgroup
-        if cgroup is not None:
-            cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
-            cgroup.start_accounting()
+        limits = confine.ChildLimits(memory_bytes=request["memoryBytes"], cpu_seconds=int(request["timeoutMs"] / 1000) + 1,
+                                     scratch_bytes=scratch_bytes)
+        return limits, scratch
+
+    def prepare_run(self, spare, limits, scratch):
+        """Limits, accounting and scratch space for the run `spare` takes."""
+        if spare.cgroup is not None:
+            spare.cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
+            spare.cgroup.start_accounting()
         if scratch:
-            confine.mount_scratch(scratch, scratch_bytes, self.uid, self.gid)
-        assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds,
-                                 "scratchDir": scratch, "scratchBytes": scratch_bytes}).encode()
-        socket.send_fds(spare.sock, [assignment], [channel_fd])
+            confine.mount_scratch(scratch, limits.scratch_bytes, self.uid, self.gid)
+
+    def add_run(self, request, spare, limits, scratch, done_sock=None):
         started = time.monotonic()
-        os.close(channel_fd)
         self.runs.append(
             Run(
                 run_id=request["runId"],
                 pid=spare.pid,
                 pidfd=os.pidfd_open(spare.pid),
-                done_sock=spare.sock,
-                cgroup=cgroup,
+                done_sock=done_sock,
+                stderr_fd=spare.stderr_fd,
+                cgroup=spare.cgroup,
                 deadline=started + request["timeoutMs"] / 1000,
                 started=started,
                 cpu_seconds=limits.cpu_seconds,
                 scratch=scratch,
             )
         )
+
+    def start_run(self, channel_fd, request):
+        self.retire_earlier_runs()
+        spare = self.spares.popleft()
+        if not spare.ready():
+            spare.discard()
+            spare = self.make_spare()
+        limits, scratch = self.run_limits(request)
+        self.prepare_run(spare, limits, scratch)
+        assignment = json.dumps({"memoryBytes": limits.memory_bytes, "cpuSeconds": limits.cpu_seconds,
+                                 "scratchDir": scratch, "scratchBytes": limits.scratch_bytes}).encode()
+        socket.send_fds(spare.sock, [assignment], [channel_fd])
+        os.close(channel_fd)
+        self.add_run(request, spare, limits, scratch, done_sock=spare.sock)
+        self.replenish_spares()
+
+    def start_node_run(self, request):
+        """A Node run: the spare is a Node process already started, reading
+        its run from a channel made with it; the host is handed the other
+        end. Node cannot be forked, so its spares are started ahead (the
+        first of a slot on its first Node run, then one kept ready).
+
+        The limits a Python child sets itself once it has its run (CPU
+        time, file size, heap) are set when a Node process starts and
+        cannot change after: a spare started for other limits than the
+        run's is replaced by one started for the run."""
+        self.retire_earlier_runs()
+        limits, scratch = self.run_limits(request)
+        self.node_limits = limits
+        spare = None
+        while self.node_spares and spare is None:
+            candidate = self.node_spares.popleft()
+            if candidate.node_limits == self.node_limits and candidate.ready():
+                spare = candidate
+            else:
+                candidate.discard()
+        if spare is None:
+            spare = self.make_node_spare(limits)
+        self.prepare_run(spare, limits, scratch)
+        socket.send_fds(self.control, [json.dumps({"channelFor": request["runId"]}).encode()], [spare.sock.fileno()])
+        spare.sock.close()
+        self.add_run(request, spare, limits, scratch)
         self.replenish_spares()
 
     def replenish_spares(self):
         while len(self.spares) < SPARES:
             self.spares.append(self.make_spare())
+        while self.node_limits is not None and len(self.node_spares) < NODE_SPARES:
+            self.node_spares.append(self.make_node_spare(self.node_limits))
 
     def child_says_done(self, run):
         """The child wrote DONE (its answer is on the channel) or died (the
@@ -403,6 +529,7 @@ class Server:
         _, status, usage = os.wait4(run.pid, 0)
         os.close(run.pidfd)
         run.close_done_sock()
+        heap_exhausted = self.node_heap_exhausted(run)
         self.release_scratch(run)
         self.runs.remove(run)
         oom_killed = False
@@ -416,6 +543,7 @@ class Server:
             run.cgroup.kill_all()
             if killed and not run.timed_out:
                 oom_killed = run.cgroup.was_oom_killed()
+        oom_killed = oom_killed or (heap_exhausted and not run.timed_out)
         if run.superseded:
             return
         cpu_ms, peak_bytes = run.cgroup.usage() if run.cgroup is not None else (None, None)
@@ -431,6 +559,21 @@ class Server:
             "cpuMs": cpu_ms if cpu_ms is not None else round((usage.ru_utime + usage.ru_stime) * 1000, 3),
             "maxRssBytes": peak_bytes if peak_bytes is not None else usage.ru_maxrss * 1024,
         })
+
+    @staticmethod
+    def node_heap_exhausted(run):
+        """Whether a Node child said, dying, that its heap was full (read
+        from its stderr, which nothing else reads)."""
+        if run.stderr_fd is None:
+            return False
+        try:
+            os.set_blocking(run.stderr_fd, False)
+            said = os.read(run.stderr_fd, 65536)
+        except OSError:
+            said = b""
+        os.close(run.stderr_fd)
+        run.stderr_fd = None
+        return any(marker in said for marker in NODE_HEAP_EXHAUSTED_MARKERS)
 
     # -- the child --------------------------------------------------------------
 
@@ -448,7 +591,7 @@ class Server:
             try:
                 if cgroup is not None:
                     cgroup.adopt(0)
-                self.confine_child(child_end.fileno())
+                self.confine_child([child_end.fileno()], self.landlock_fd, self.seccomp_prog)
                 runtime.warm_up()
                 message, fds, _, _ = socket.recv_fds(child_end, 4096, 1)
                 if not fds:
@@ -466,7 +609,46 @@ class Server:
         child_end.close()
         return Spare(pid=pid, sock=server_end, cgroup=cgroup)
 
-    def confine_child(self, keep_fd):
+    def make_node_spare(self, limits):
+        """Fork a child, confine it as a Python child is (with Node's own
+        seccomp filter and Landlock ruleset) under the run limits `limits`,
+        and have it execve Node with the runtime script. Node's start-up
+        needs memory: its cgroup gets the run's limit now."""
+        cgroup = self.claim_cgroup()
+        if cgroup is not None:
+            cgroup.set_limits(limits.memory_bytes, limits.max_tasks)
+        server_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        stderr_read, stderr_write = os.pipe()
+        script = NODE_RUNTIME_VIEW if self.layers["readonly_root"][0] else self.node["runtimeScript"]
+        argv = [self.node["path"], "--no-addons", "--no-experimental-fetch", "--v8-pool-size=1",
+                f"--max-old-space-size={node_heap_mb(limits)}", script, SCRATCH_DIR if self.has_scratch() else ""]
+        # No variable from the host: the thread pool's size and, as for a
+        # Python run, TMPDIR (which Node reads from the real environment).
+        environment = [f"UV_THREADPOOL_SIZE={NODE_THREADPOOL_SIZE}"]
+        if self.has_scratch():
+            environment.append(f"TMPDIR={SCRATCH_DIR}")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if cgroup is not None:
+                    cgroup.adopt(0)
+                # Above every descriptor Node should see, then where it sees them.
+                channel = fcntl.fcntl(child_end.fileno(), fcntl.F_DUPFD, 10)
+                stderr = fcntl.fcntl(stderr_write, fcntl.F_DUPFD, 10)
+                os.dup2(channel, NODE_CHANNEL_FD)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
+                # Soft below hard, as for a Python child (set_run_rlimits).
+                resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+                self.confine_child([NODE_CHANNEL_FD], self.node_landlock_fd, self.node_seccomp_prog, stderr_fd=stderr)
+                execve(self.node_path, argv, environment)
+            finally:
+                os._exit(5)
+        child_end.close()
+        os.close(stderr_write)
+        return Spare(pid=pid, sock=server_end, cgroup=cgroup, node_limits=limits, stderr_fd=stderr_read)
+
+    def confine_child(self, keep_fds, landlock_fd, seccomp_prog, stderr_fd=None):
         """Per-process layers, in an order where each step still has the right
         it needs: uid switch as root, then no_new_privs, Landlock, closing
         descriptors, and seccomp last. Runs before any plugin code exists here."""
@@ -477,14 +659,26 @@ class Server:
             os.setresuid(self.uid, self.uid, self.uid)
         confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
         confine.prctl(confine.PR_SET_DUMPABLE, 0)
-        if self.landlock_fd is not None:
-            confine.landlock_restrict_self(self.landlock_fd)
+        if landlock_fd is not None:
+            confine.landlock_restrict_self(landlock_fd)
         for target in (0, 1, 2):
-            os.dup2(self.devnull, target)
-        confine.close_fds_except([keep_fd])
+            os.dup2(stderr_fd if target == 2 and stderr_fd is not None else self.devnull, target)
+        confine.close_fds_except(keep_fds)
         os.chdir("/")
-        if self.seccomp_prog is not None:
-            confine.load_seccomp(self.seccomp_prog[0])
+        if seccomp_prog is not None:
+            confine.load_seccomp(seccomp_prog[0])
+
+
+def node_heap_mb(limits):
+    return max(NODE_MIN_HEAP_MB, int((limits.memory_bytes >> 20) * NODE_HEAP_SHARE))
+
+
+def execve(path_buffer, argv, env):
+    """Replace this process with `argv`, passing the very buffer the seccomp
+    filter allows (os.execve would copy the path elsewhere)."""
+    arguments = (ctypes.c_char_p * (len(argv) + 1))(*[a.encode() for a in argv], None)
+    environment = (ctypes.c_char_p * (len(env) + 1))(*[e.encode() for e in env], None)
+    confine.LIBC.execve(path_buffer, arguments, environment)
 
 
 def main(config_json):

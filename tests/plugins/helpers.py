@@ -125,7 +125,7 @@ BAD_ARCHIVES = {
     "binary file": (
         zip_of(("plugin.json", json.dumps(manifest())), ("plugin.py", SOURCE), ("helper.so", b"\x7fELF")),
         "archive",
-        "only .py, .json, .txt, .md",
+        "only .py, .js, .cjs, .json, .txt, .md",
     ),
 }
 

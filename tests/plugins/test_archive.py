@@ -131,7 +131,7 @@ def test_binary_text_files_are_refused():
 
 @pytest.mark.parametrize("name", ["module.pyc", "lib.so", "LICENSE", "run.sh", "image.png"])
 def test_only_text_file_types_are_allowed(name):
-    assert "only .py, .json, .txt, .md" in errors_of(files_from_zip, valid_zip((name, "x")))["archive"]
+    assert "only .py, .js, .cjs, .json, .txt, .md" in errors_of(files_from_zip, valid_zip((name, "x")))["archive"]
 
 
 def test_duplicate_names_are_refused():

@@ -91,3 +91,22 @@ def fresh_client(sandbox):
     client.ensure_started()
     yield client
     client.close()
+
+
+@pytest.fixture
+def run_js(sandbox):
+    """run_js(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack"):
+    a JavaScript plugin (`plugin.js`, no prelude) on client A."""
+
+    def go(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", **kwargs):
+        return run_on(sandbox.a, source, params, timeout_ms, memory_mb, secrets, handler, runtime="node", **kwargs)
+
+    return go
+
+
+@pytest.fixture
+def run_js_b(sandbox):
+    def go(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", **kwargs):
+        return run_on(sandbox.b, source, params, timeout_ms, memory_mb, secrets, handler, runtime="node", **kwargs)
+
+    return go

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from sandbox import SPARES, ForkServerClient, RunRequest, RunResult
+from sandbox import NODE_SPARES, SPARES, ForkServerClient, RunRequest, RunResult
 
 CONTAINED_ERRORS = {"MEMORY_LIMIT_EXCEEDED", "OUTPUT_LIMIT_EXCEEDED", "WORKER_CRASHED", "PLUGIN_ERROR", "TIMEOUT"}
 
@@ -88,11 +88,13 @@ def new_token(prefix="canary") -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def make_request(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", **extra):
+def make_request(source, params=None, timeout_ms=3000, memory_mb=128, secrets=None, handler="attack", runtime="python", **extra):
+    entrypoint = "plugin.js" if runtime == "node" else "plugin.py"
     return RunRequest(
         execution_id=str(uuid.uuid4()),
-        modules={"plugin.py": source},
-        entrypoint="plugin.py",
+        modules={entrypoint: source},
+        entrypoint=entrypoint,
+        runtime=runtime,
         handler=handler,
         params=params if params is not None else {},
         timeout_ms=timeout_ms,
@@ -186,7 +188,8 @@ def process_snapshot(client: ForkServerClient) -> set:
 def leftover_processes(client: ForkServerClient, before=frozenset(), settle_seconds=1.0) -> list:
     """Processes under the fork-server that should not be there once a run is
     answered. Allowed: the namespace init and its waiting spares (direct
-    children of the init, at most SPARES). One of the processes there before
+    children of the init, at most SPARES, and NODE_SPARES once a Node run
+    has been made). One of the processes there before
     the run (the spare that became the run's child) must be gone. A run's
     child may take a moment to exit after it has answered, so this waits up
     to `settle_seconds`."""
@@ -196,7 +199,7 @@ def leftover_processes(client: ForkServerClient, before=frozenset(), settle_seco
         live = [p for p in others if p[2] != psutil.STATUS_ZOMBIE]
         still_there = {p[0] for p in live} & set(before)
         grandchildren = [p for p in live if p[1] not in inner]
-        if len(live) <= SPARES and not grandchildren and (not before or len(still_there) < len(before)):
+        if len(live) <= SPARES + NODE_SPARES and not grandchildren and (not before or len(still_there) < len(before)):
             return []
         if time.monotonic() >= deadline:
             return live
@@ -333,7 +336,9 @@ def run_on(client, source, params=None, timeout_ms=3000, memory_mb=128, secrets=
     result what the host saw around the run: elapsed time, leftover
     processes, whether the fork-server was replaced or died."""
     before = server_pids(client)
-    procs_before = process_snapshot(client)
+    # A Node run takes a Node spare (or starts one) and leaves the Python
+    # spares waiting: only the count of what is left is checked then.
+    procs_before = process_snapshot(client) if extra.get("runtime", "python") == "python" else frozenset()
     request = make_request(source, params=params, timeout_ms=timeout_ms, memory_mb=memory_mb, secrets=secrets, handler=handler, **extra)
     started = time.monotonic()
     result = client.run(request, egress_handler=egress_handler)

@@ -37,6 +37,7 @@ class Command(BaseCommand):
                 self.stderr.write("Starting a fork-server and entering its isolation layers…")
                 client.start()
                 layers = client.layers
+                node = client.node_state
                 probe = None
                 try:
                     self.stderr.write("Running a probe action in a sandboxed child…")
@@ -57,6 +58,8 @@ class Command(BaseCommand):
             need = "required" if name in required else "optional"
             reason = f"  ({state['reason']})" if state.get("reason") else ""
             self.stdout.write(f"{name:<{width}}  {mark}  {need}{reason}")
+        javascript = "available" if node["available"] else f"refused ({node['reason']})"
+        self.stdout.write(f"JavaScript plugins (runtime node): {javascript}")
         allowed = seccomp_allowlist()
         self.stdout.write(f"seccomp allowlist ({len(allowed)} entries; any other system call fails with EPERM):")
         for entry in allowed:
@@ -75,6 +78,7 @@ class Command(BaseCommand):
             "ok": not missing and probe_ok,
             "active": sorted(n for n in ALL_LAYERS if layers.get(n, {}).get("active")),
             "missing": missing,
+            "node": node["available"],
             "probe": probe.status if probe is not None else "refused",
         }
         self.stdout.write(json.dumps(summary))
