@@ -31,7 +31,8 @@ class SecretValueSerializer(StrictJSONBody, serializers.Serializer):
 class SecretWriteSerializer(SecretValueSerializer):
     """PUT /secrets/<NAME>: the name comes from the URL, the value from the body."""
 
-    name = serializers.CharField(validators=[validate_secret_name])
+    # Not trimmed: the name checked must be the name stored ("W\r" is not "W").
+    name = serializers.CharField(trim_whitespace=False, validators=[validate_secret_name])
 
 
 class SecretGrantsSerializer(StrictJSONBody, serializers.Serializer):

@@ -33,7 +33,8 @@ class SecretDetailView(APIView):
         serializer = SecretWriteSerializer(data={**request.data, "name": name})
         serializer.is_valid(raise_exception=True)
         record, created = set_secret(
-            request.user.organization, name, serializer.validated_data["value"], actor_id=str(request.user)
+            request.user.organization, serializer.validated_data["name"], serializer.validated_data["value"],
+            actor_id=str(request.user),
         )
         return Response(SecretSerializer(record).data, status=201 if created else 200)
 
