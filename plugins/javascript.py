@@ -105,7 +105,8 @@ def eliza_errors(manifest, files):
     entrypoint = manifest["entrypoint"]
     errors = []
     if not re.search(r"\bactions\b", files[entrypoint]):
-        errors.append({"field": "entrypoint", "message": f"{entrypoint} exports no elizaOS plugin: it never names `actions` "
+        errors.append({"field": "entrypoint",
+                       "message": f"{entrypoint} exports no elizaOS plugin: it never names `actions` "
                        "(module.exports = { name, actions: [...] }, or exports.default = plugin)"})
     own_sources = [text for path, text in files.items() if is_source(path) and not path.startswith(NODE_MODULES)]
     for name, action in manifest["actions"].items():

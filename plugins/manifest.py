@@ -267,9 +267,11 @@ def _content_errors(manifest, max_scratch_mb):
         suffix = RUNTIME_SUFFIXES[runtime]
         errors.append({"field": "entrypoint", "message": f"runtime {runtime!r} runs a {suffix} entrypoint, not {manifest['entrypoint']}"})
     if "adapter" in manifest and runtime != "node":
-        errors.append({"field": "adapter", "message": f"the {manifest['adapter']} adapter runs JavaScript: it needs \"runtime\": \"node\""})
+        errors.append({"field": "adapter",
+                       "message": f"the {manifest['adapter']} adapter runs JavaScript: it needs \"runtime\": \"node\""})
     if "settings" in manifest and "adapter" not in manifest:
-        errors.append({"field": "settings", "message": "settings are the defaults of an elizaOS plugin's runtime.getSetting: "
+        errors.append({"field": "settings",
+                       "message": "settings are the defaults of an elizaOS plugin's runtime.getSetting: "
                        "they need \"adapter\": \"eliza\" (other plugins read ctx.secrets)"})
     memory_mb = manifest.get("limits", {}).get("memoryMb")
     if runtime == "node" and memory_mb is not None and memory_mb < NODE_MIN_MEMORY_MB:

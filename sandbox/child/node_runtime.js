@@ -440,7 +440,9 @@ async function execute(request, logs) {
   const load = makeLoader(request.modules);
   const exports = load(request.entrypoint);
   const ctx = makeContext(request, logs);
-  if (request.adapter === 'eliza') return runElizaAction(exports, request.handler, request.params, ctx, request.settings);
+  if (request.adapter === 'eliza') {
+    return runElizaAction(exports, request.handler, request.params, ctx, request.settings);
+  }
   const handler = exports == null ? undefined : exports[request.handler];
   if (typeof handler !== 'function') throw new Error(`handler '${request.handler}' is not exported by the plugin`);
   return handler(request.params, ctx);

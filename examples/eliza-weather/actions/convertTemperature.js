@@ -1,7 +1,15 @@
 'use strict';
 // Pure computation; validate declines a temperature below absolute zero.
-const TO_KELVIN = { C: (value) => value + 273.15, F: (value) => ((value - 32) * 5) / 9 + 273.15, K: (value) => value };
-const FROM_KELVIN = { C: (kelvin) => kelvin - 273.15, F: (kelvin) => ((kelvin - 273.15) * 9) / 5 + 32, K: (kelvin) => kelvin };
+const TO_KELVIN = {
+  C: (value) => value + 273.15,
+  F: (value) => ((value - 32) * 5) / 9 + 273.15,
+  K: (value) => value,
+};
+const FROM_KELVIN = {
+  C: (kelvin) => kelvin - 273.15,
+  F: (kelvin) => ((kelvin - 273.15) * 9) / 5 + 32,
+  K: (kelvin) => kelvin,
+};
 const SYMBOLS = { C: '°C', F: '°F', K: 'K' };
 
 // To a billionth of a kelvin: -273.15 °C is 0 K, not the -5.7e-14 floating
