@@ -159,9 +159,12 @@ def test_javascript_runs_are_recorded_as_events_and_metrics(js_tools, api, setti
     failed = execute(api, "fail")
     assert succeeded.status_code == 200 and failed.status_code == 500, (succeeded.json(), failed.json())
     assert failed.json()["error"]["type"] == "PLUGIN_ERROR" and "asked to fail" in failed.json()["error"]["message"]
-    for response, status in ((succeeded, "success"), (failed, "error")):
+    for response, action, status, error_type in ((succeeded, "digest", "success", None),
+                                                 (failed, "fail", "error", "PLUGIN_ERROR")):
         event = AuditEvent.objects.get(type="plugin_action_executed", metadata__executionId=response.json()["executionId"])
-        assert event.metadata["status"] == status and event.target_id == "js-tools"
+        assert event.target_id == "js-tools"
+        assert (event.metadata["actionName"], event.metadata["status"], event.metadata["errorType"]) == (
+            action, status, error_type)
 
     def delta(samples, name, **labels):
         return value(samples, name, **labels) - value(before, name, **labels)
