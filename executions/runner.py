@@ -129,6 +129,8 @@ def run_in_sandbox(execution, secrets, *, timeout_ms=None, attempt=1):
         actor_id=execution.actor_id,
         modules=plugin_modules(version),
         runtime=runtime_of(version.manifest),
+        adapter=version.manifest.get("adapter", ""),
+        settings=version.manifest.get("settings") or {},
         package_tree=tree,
         entrypoint=version.manifest["entrypoint"],
         handler=action["handler"],

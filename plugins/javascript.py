@@ -5,8 +5,9 @@ separate, short-lived `node` process given only the sources on its stdin:
 `vm.compileFunction` compiles each file as the sandbox's CommonJS loader
 will wrap it, and compiling executes nothing. Whether a handler is exported
 can only be known by running the module, so the upload checks what it can
-statically (the entrypoint names each handler as an export); a handler that
-turns out not to be exported ends its runs as PLUGIN_ERROR.
+statically (the entrypoint names each handler as an export, or for an
+elizaOS plugin, each action's name is in its sources); a handler that turns
+out not to be exported ends its runs as PLUGIN_ERROR.
 """
 
 import json
@@ -53,6 +54,8 @@ def code_errors(manifest, files):
         listing = ", ".join(sorted(files))
         errors.append({"field": "entrypoint", "message": f"{entrypoint} is not among the plugin's files ({listing})"})
         return errors
+    if manifest.get("adapter") == "eliza":
+        return errors + eliza_errors(manifest, files)
     for name, action in manifest["actions"].items():
         if not exports_name(files[entrypoint], action["handler"]):
             errors.append({
@@ -91,6 +94,30 @@ def exports_name(source, name):
         return True
     assignment = re.search(r"\bmodule\.exports\s*=", source)
     return bool(assignment and re.search(rf"\b{word}\b", source[assignment.end():]))
+
+
+def eliza_errors(manifest, files):
+    """An elizaOS plugin's actions, as far as reading can tell: the entrypoint
+    names `actions`, and each handler (an elizaOS action's `name`) is a
+    string in the plugin's own sources. Which action a name belongs to shows
+    only when the module runs: an action the plugin lacks ends its runs as
+    PLUGIN_ERROR."""
+    entrypoint = manifest["entrypoint"]
+    errors = []
+    if not re.search(r"\bactions\b", files[entrypoint]):
+        errors.append({"field": "entrypoint",
+                       "message": f"{entrypoint} exports no elizaOS plugin: it never names `actions` "
+                       "(module.exports = { name, actions: [...] }, or exports.default = plugin)"})
+    own_sources = [text for path, text in files.items() if is_source(path) and not path.startswith(NODE_MODULES)]
+    for name, action in manifest["actions"].items():
+        literal = re.compile(rf"(['\"`]){re.escape(action['handler'])}\1")
+        if not any(literal.search(source) for source in own_sources):
+            errors.append({
+                "field": f"actions.{name}.handler",
+                "message": f"no elizaOS action is named {action['handler']!r} in the plugin's sources "
+                f"(an action {{ name: '{action['handler']}', validate, handler }})",
+            })
+    return errors
 
 
 def dependency_errors(files):

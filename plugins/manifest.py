@@ -28,6 +28,9 @@ MANIFEST_NAME = "plugin.json"
 MAX_TIMEOUT_MS = 300_000
 # What a plugin's code runs on, and the suffix of its entrypoint there.
 RUNTIME_SUFFIXES = {"python": ".py", "node": ".js"}
+# How a node plugin's actions are called besides its own exports: "eliza"
+# runs the actions of an elizaOS plugin (docs/plugins.md).
+ADAPTERS = ("eliza",)
 # A Node process needs some 40 MiB before any plugin code runs.
 NODE_MIN_MEMORY_MB = 64
 
@@ -70,6 +73,13 @@ MANIFEST_SCHEMA = {
         )
         | {"maxLength": 64},
         "runtime": {"enum": list(RUNTIME_SUFFIXES), "default": "python"},
+        "adapter": {"enum": list(ADAPTERS)},
+        "settings": {
+            "type": "object",
+            "maxProperties": 64,
+            "propertyNames": _pattern(r"^[A-Z][A-Z0-9_]{0,63}$", "a setting name in UPPER_SNAKE_CASE, such as API_URL"),
+            "additionalProperties": {"type": "string", "maxLength": 2000},
+        },
         "entrypoint": _pattern(
             r"^([A-Za-z0-9_][A-Za-z0-9_-]*/)*[A-Za-z0-9_][A-Za-z0-9_-]*\.(py|js)$",
             "a relative path to a .py file inside the plugin (a .js file for runtime node), such as plugin.py or src/main.js",
@@ -256,6 +266,13 @@ def _content_errors(manifest, max_scratch_mb):
     if not manifest["entrypoint"].endswith(RUNTIME_SUFFIXES[runtime]):
         suffix = RUNTIME_SUFFIXES[runtime]
         errors.append({"field": "entrypoint", "message": f"runtime {runtime!r} runs a {suffix} entrypoint, not {manifest['entrypoint']}"})
+    if "adapter" in manifest and runtime != "node":
+        errors.append({"field": "adapter",
+                       "message": f"the {manifest['adapter']} adapter runs JavaScript: it needs \"runtime\": \"node\""})
+    if "settings" in manifest and "adapter" not in manifest:
+        errors.append({"field": "settings",
+                       "message": "settings are the defaults of an elizaOS plugin's runtime.getSetting: "
+                       "they need \"adapter\": \"eliza\" (other plugins read ctx.secrets)"})
     memory_mb = manifest.get("limits", {}).get("memoryMb")
     if runtime == "node" and memory_mb is not None and memory_mb < NODE_MIN_MEMORY_MB:
         errors.append({"field": "limits.memoryMb",

@@ -86,6 +86,11 @@ class RunRequest:
     # could be redacted (executions.redaction.Redactor).
     redactor: object = None
     runtime: str = "python"
+    # For a node run, "eliza": `handler` names an action of the elizaOS
+    # plugin the entrypoint exports, run with `settings` (name to text) as
+    # the defaults of its runtime.getSetting (node_runtime.js).
+    adapter: str = ""
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -380,6 +385,8 @@ class ForkServerClient:
                 "maxResultBytes": request.max_result_bytes,
                 "maxLogBytes": request.max_log_bytes,
                 "packageTree": request.package_tree,
+                "adapter": request.adapter,
+                "settings": request.settings,
             }
         )
 

@@ -178,6 +178,97 @@ function makeContext(request, logs) {
   });
 }
 
+// -- the elizaOS adapter -----------------------------------------------------------
+// A plugin written for elizaOS exports a plugin object whose `actions` each
+// have a `name`, a `validate` and a `handler` taking an agent runtime. With
+// `"adapter": "eliza"` in its manifest, the request's handler is such an
+// action's name, and the action runs against the minimal runtime below, made
+// of ctx alone: settings from the granted secrets (then the manifest's
+// `settings`), fetch through the egress broker, a logger to the run's logs.
+// What an engine of one-shot runs cannot offer (memory, models, services,
+// events) throws, naming the call, instead of pretending.
+
+class NotSupportedByEngine extends Error {}
+NotSupportedByEngine.prototype.name = 'NotSupportedByEngine';
+
+const UNSUPPORTED_RUNTIME_CALLS = [
+  'useModel', 'generateText', 'composeState', 'createMemory', 'getMemories', 'getMemoryById', 'searchMemories',
+  'updateMemory', 'deleteMemory', 'addEmbeddingToMemory', 'getCache', 'setCache', 'deleteCache', 'getService',
+  'registerService', 'emitEvent', 'registerEvent', 'ensureConnection', 'getEntityById', 'getRoom', 'createTask',
+  'getTasks', 'processActions', 'evaluate', 'registerAction', 'registerProvider', 'registerEvaluator',
+];
+// The agent every run acts as: there is no agent, only one run.
+const ENGINE_AGENT_ID = '00000000-0000-0000-0000-000000000000';
+
+function elizaPlugin(exports) {
+  const candidates = exports == null ? [] : [exports, exports.default, ...Object.values(exports)];
+  const plugin = candidates.find((candidate) => candidate != null && Array.isArray(candidate.actions));
+  if (!plugin) throw new Error('the entrypoint exports no elizaOS plugin (an object with an `actions` array)');
+  return plugin;
+}
+
+function elizaRuntime(plugin, ctx, settings) {
+  const text = (value) => (typeof value === 'string' ? value : util.inspect(value, { depth: 3 }));
+  const line = (level) => (...args) => ctx.log(`[${level}]`, ...args.map(text));
+  const runtime = {
+    agentId: ENGINE_AGENT_ID,
+    character: Object.freeze({ name: 'plugin-engine', bio: [], settings: Object.freeze({}) }),
+    actions: plugin.actions,
+    providers: [],
+    evaluators: [],
+    getSetting: (key) => {
+      const name = String(key);
+      if (Object.prototype.hasOwnProperty.call(ctx.secrets, name)) return ctx.secrets[name];
+      return Object.prototype.hasOwnProperty.call(settings, name) ? settings[name] : null;
+    },
+    fetch: (url, options) => ctx.http.fetch(url, options),
+    logger: Object.freeze({
+      trace: line('trace'), debug: line('debug'), info: line('info'), log: line('info'),
+      success: line('success'), warn: line('warn'), error: line('error'),
+    }),
+  };
+  for (const name of UNSUPPORTED_RUNTIME_CALLS) {
+    runtime[name] = () => {
+      throw new NotSupportedByEngine(`runtime.${name} is not supported by this engine: its elizaOS adapter offers `
+        + 'actions with getSetting, fetch and logger, and no memory, models, services or events');
+    };
+  }
+  return Object.freeze(runtime);
+}
+
+// The run's result: what the handler returned and every content it passed
+// to `callback`. An ActionResult with `success: false` is the action's own
+// failure (PLUGIN_ERROR); a `validate` answering false is its refusal of
+// these params (VALIDATION_ERROR).
+async function runElizaAction(exports, actionName, params, ctx, settings) {
+  const plugin = elizaPlugin(exports);
+  const action = plugin.actions.find((candidate) => candidate != null && candidate.name === actionName);
+  if (!action || typeof action.handler !== 'function') {
+    throw new Error(`the elizaOS plugin has no action named '${actionName}' with a handler`);
+  }
+  const runtime = elizaRuntime(plugin, ctx, settings || {});
+  const content = { text: '', ...(params && typeof params === 'object' ? params : {}), source: 'plugin-engine' };
+  const message = {
+    id: ctx.executionId, entityId: ctx.actorId || ENGINE_AGENT_ID, agentId: ENGINE_AGENT_ID,
+    roomId: ctx.executionId, content, createdAt: Date.now(),
+  };
+  const state = { values: {}, data: {}, text: '' };
+  if (typeof action.validate === 'function' && !(await action.validate(runtime, message, state))) {
+    ctx.reject(`the action ${actionName} declined to run (its validate answered false)`);
+  }
+  const responses = [];
+  const callback = async (response) => {
+    responses.push(response === undefined ? null : response);
+    return [];
+  };
+  const returned = await action.handler(runtime, message, state, { ...content }, callback, []);
+  if (returned != null && typeof returned === 'object' && returned.success === false) {
+    const reason = returned.error instanceof Error ? returned.error.message : returned.error ?? returned.text;
+    throw new Error(`the action ${actionName} failed: ${reason === undefined ? 'no reason given' : String(reason)}`);
+  }
+  return { returned: returned === undefined ? null : returned, responses };
+}
+
 // -- loading the plugin ---------------------------------------------------------
 
 function normalise(path) {
@@ -348,9 +439,13 @@ function finish(outcome, logs) {
 async function execute(request, logs) {
   const load = makeLoader(request.modules);
   const exports = load(request.entrypoint);
+  const ctx = makeContext(request, logs);
+  if (request.adapter === 'eliza') {
+    return runElizaAction(exports, request.handler, request.params, ctx, request.settings);
+  }
   const handler = exports == null ? undefined : exports[request.handler];
   if (typeof handler !== 'function') throw new Error(`handler '${request.handler}' is not exported by the plugin`);
-  return handler(request.params, makeContext(request, logs));
+  return handler(request.params, ctx);
 }
 
 function serveOneRun(logs) {

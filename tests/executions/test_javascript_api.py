@@ -1,7 +1,9 @@
 """A JavaScript plugin through the real API: uploaded with POST /plugins,
 run with POST /execute (sync and async) on the real cluster and sandbox,
 and its timeout, memory limit and crash answered exactly as a Python
-plugin's (504 TIMEOUT, MEMORY_LIMIT_EXCEEDED, WORKER_CRASHED)."""
+plugin's (504 TIMEOUT, MEMORY_LIMIT_EXCEEDED, WORKER_CRASHED); the rest of
+the engine around a run (result cache, retries, audit events, metrics)
+works for it as for a Python plugin."""
 
 import json
 import time
@@ -9,7 +11,10 @@ import time
 import pytest
 
 from audit.models import AuditEvent
-from executions.models import Execution
+from executions.models import Execution, ExecutionAttempt
+from tests.factories import wait_for
+from tests.observability.test_metrics import TOKEN as METRICS_TOKEN
+from tests.observability.test_metrics import scrape, value
 from tests.plugins.helpers import upload, zip_of
 
 pytestmark = pytest.mark.slow
@@ -30,6 +35,10 @@ exports.fetchHandled = async (params, ctx) => {
   try { await ctx.http.get(params.url); } catch (error) { return { refused: error.name, message: error.message }; }
   return { refused: null };
 };
+exports.digest = (params) => ({ hex: require('crypto').createHash('sha256').update(params.text).digest('hex') });
+exports.fail = () => { throw new TypeError('asked to fail'); };
+// Dies (WORKER_CRASHED, a transient failure) until the given attempt.
+exports.crashUntil = (params, ctx) => (ctx.attempt < params.succeedOn ? process.abort() : { attempt: ctx.attempt });
 exports.leak = (params, ctx) => {
   console.log('the token is', ctx.secrets.API_TOKEN);
   return { token: ctx.secrets.API_TOKEN, granted: Object.keys(ctx.secrets) };
@@ -49,7 +58,11 @@ MANIFEST = {
     "limits": {"memoryMb": 96},
     "secrets": ["API_TOKEN"],
     "network": {"allowedDomains": ["metadata.example"]},
-    "actions": {name: {"handler": name} for name in ("slugify", "spin", "hoard", "crash", "leak", "fetch", "fetchHandled")},
+    "actions": {
+        **{name: {"handler": name} for name in ("slugify", "spin", "hoard", "crash", "leak", "fetch", "fetchHandled", "fail",
+                                                "crashUntil")},
+        "digest": {"handler": "digest", "cacheable": True},
+    },
 }
 
 
@@ -120,3 +133,50 @@ def test_a_javascript_plugin_s_egress_goes_through_the_gateway(js_tools, api):
     assert metadata.status_code == 500, metadata.json()
     assert metadata.json()["error"]["type"] == "SANDBOX_VIOLATION"
     assert AuditEvent.objects.filter(type="egress_request", metadata__allowed=False).count() == 2
+
+
+def test_a_cacheable_javascript_action_is_answered_from_the_cache(js_tools, api):
+    first = execute(api, "digest", params={"text": "abc"})
+    assert first.status_code == 200 and first.json()["cacheHit"] is False, first.json()
+    second = execute(api, "digest", params={"text": "abc"})
+    assert second.status_code == 200 and second.json()["cacheHit"] is True, second.json()
+    assert second.json()["result"] == first.json()["result"]
+    assert not ExecutionAttempt.objects.filter(execution_id=second.json()["executionId"]).exists()
+
+
+def test_a_crashed_javascript_run_is_retried_and_succeeds(js_tools, api):
+    response = execute(api, "crashUntil", params={"succeedOn": 2})
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == {"attempt": 2} and response.json()["retryCount"] == 1
+    attempts = ExecutionAttempt.objects.filter(execution_id=response.json()["executionId"]).order_by("number")
+    assert [attempt.error_type for attempt in attempts] == ["WORKER_CRASHED", ""]
+
+
+def test_javascript_runs_are_recorded_as_events_and_metrics(js_tools, api, settings):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    before = scrape()
+    succeeded = execute(api, "digest", params={"text": "counted"})
+    failed = execute(api, "fail")
+    assert succeeded.status_code == 200 and failed.status_code == 500, (succeeded.json(), failed.json())
+    assert failed.json()["error"]["type"] == "PLUGIN_ERROR" and "asked to fail" in failed.json()["error"]["message"]
+    for response, action, status, error_type in ((succeeded, "digest", "success", None),
+                                                 (failed, "fail", "error", "PLUGIN_ERROR")):
+        event = AuditEvent.objects.get(type="plugin_action_executed", metadata__executionId=response.json()["executionId"])
+        assert event.target_id == "js-tools"
+        assert (event.metadata["actionName"], event.metadata["status"], event.metadata["errorType"]) == (
+            action, status, error_type)
+
+    def delta(samples, name, **labels):
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    def scrape_once_all_counted():
+        samples = scrape()
+        return samples if delta(samples, "plugin_errors_total", plugin_id="js-tools", error_type="PLUGIN_ERROR") else None
+
+    # Each end is counted by the worker right after its commit: give the last one a moment.
+    after = wait_for(scrape_once_all_counted)
+    assert delta(after, "plugin_executions_total", plugin_id="js-tools", action_name="digest", status="success") == 1
+    assert delta(after, "plugin_executions_total", plugin_id="js-tools", action_name="fail", status="error") == 1
+    assert delta(after, "plugin_execution_duration_seconds_count", plugin_id="js-tools") == 2
+    assert delta(after, "plugin_execution_memory_bytes_count", plugin_id="js-tools") >= 1
+    assert delta(after, "cache_misses_total") == 1

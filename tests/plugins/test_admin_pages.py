@@ -16,14 +16,14 @@ from plugins.models import Plugin, PluginVersion
 from quotas.authentication import authenticate_key
 from quotas.enforcement import utc_today
 from quotas.models import ApiKey, DailyUsage
-from tests.factories import EXAMPLE_NAMES, KEY_PATTERN
+from tests.factories import KEY_PATTERN
 from plugins.services import install_version
 from tests.plugins.helpers import SOURCE, active_versions, install, manifest
 
 
 @pytest.fixture
 def admin_data(examples, org):
-    version = examples[EXAMPLE_NAMES[0]]
+    version = examples["json-tools"]  # a Python plugin: its entrypoint is plugin.py
     api_key, _ = ApiKey.issue(org, name="admin-test")
     usage = DailyUsage.objects.create(organization=org, day=utc_today(), count=7)
     execution = Execution.objects.create(

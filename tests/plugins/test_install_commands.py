@@ -130,6 +130,8 @@ def test_seed_demo_is_idempotent():
     for lines, key in ((first, keys[0]), (second, keys[1])):
         assert lines[-3] == "Demo API key:"
         assert "curl" in lines[-2] and f"Bearer {key}" in lines[-2]
+        # Of an example that needs no secret (eliza-weather, first by name, does).
+        assert '"pluginId": "json-tools"' in lines[-2]
         # And an operator key, for what only operators see (GET /stats).
         operator_line = lines[-4]
         assert operator_line.startswith("Operator (staff) API key, for GET /stats")

@@ -80,3 +80,53 @@ def test_the_runtime_and_the_entrypoint_agree(api):
     assert_validation_error(upload(api, js_zip(runtime="python")), "entrypoint", "python")
     assert_validation_error(upload(api, js_zip(runtime="ruby")), "runtime")
     assert_validation_error(upload(api, js_zip(limits={"memoryMb": 32})), "limits.memoryMb", "64")
+
+
+# --- elizaOS plugins ("adapter": "eliza") ---------------------------------------
+
+ELIZA_SOURCE = """
+const greet = { name: 'GREET', validate: async () => true, handler: async () => ({ success: true }) };
+module.exports = { name: 'greeter', actions: [greet] };
+"""
+
+
+def eliza_zip(source=ELIZA_SOURCE, *more, **extra):
+    fields = {"adapter": "eliza", "actions": {"greet": {"handler": "GREET"}}, **extra}
+    return zip_of(("plugin.json", json.dumps(manifest(**fields))), ("plugin.js", source), *more)
+
+
+@pytest.mark.django_db
+def test_an_eliza_plugin_uploads_with_its_settings(api):
+    response = upload(api, eliza_zip(settings={"API_URL": "https://api.example.com"}))
+    assert response.status_code == 201, response.content
+    stored = PluginVersion.objects.get().manifest
+    assert stored["adapter"] == "eliza" and stored["settings"] == {"API_URL": "https://api.example.com"}
+    # The action may be defined in another of the plugin's files.
+    split = "const greet = require('./greet');\nmodule.exports = { name: 'greeter', actions: [greet] };\n"
+    action = ("greet.js", "module.exports = { name: 'GREET', validate: async () => true, handler: async () => 1 };\n")
+    assert upload(api, eliza_zip(split, action, version="1.0.1")).status_code == 201
+
+
+@pytest.mark.django_db
+def test_an_eliza_plugin_must_name_its_actions(api):
+    assert_validation_error(upload(api, eliza_zip(ELIZA_SOURCE.replace("'GREET'", "'WAVE'"))),
+                            "actions.greet.handler", "no elizaOS action is named 'GREET'")
+    no_plugin = "exports.GREET = async () => 1; // 'GREET'\n"
+    assert_validation_error(upload(api, eliza_zip(no_plugin)), "entrypoint", "exports no elizaOS plugin")
+    # A name only a bundled package mentions is not the plugin's action.
+    bundled = ("node_modules/other/index.js", "module.exports = 'GREET';\n")
+    assert_validation_error(upload(api, eliza_zip(ELIZA_SOURCE.replace("'GREET'", "'OTHER'"), bundled)),
+                            "actions.greet.handler", "GREET")
+    assert_nothing_stored()
+
+
+@pytest.mark.django_db
+def test_the_adapter_and_settings_are_for_javascript_eliza_plugins_only(api):
+    python = {"name": "py-eliza", "version": "1.0.0", "entrypoint": "plugin.py", "adapter": "eliza",
+              "actions": {"echo": {"handler": "echo"}}}
+    archive = zip_of(("plugin.json", json.dumps(python)), ("plugin.py", "def echo(params, ctx):\n    return params\n"))
+    assert_validation_error(upload(api, archive), "adapter", "runtime")
+    assert_validation_error(upload(api, js_zip(settings={"API_URL": "x"})), "settings", "adapter")
+    assert_validation_error(upload(api, eliza_zip(adapter="langchain")), "adapter")
+    assert_validation_error(upload(api, eliza_zip(settings={"api_url": "x"})), "settings", "api_url", "UPPER_SNAKE_CASE")
+    assert_nothing_stored()

@@ -52,8 +52,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Operator (staff) API key, for GET /stats and every organization's events: {operator_key}")
         _, key = ApiKey.issue(organization, name=f"demo-{issued}")
         self.stdout.write("Demo API key:")
-        if manifests:
-            self.stdout.write("  " + curl_example(key, manifests[0]))
+        # An example that needs no secret answers the printed request as it is.
+        runnable = [manifest for manifest in manifests if not manifest["secrets"]]
+        if runnable:
+            self.stdout.write("  " + curl_example(key, runnable[0]))
         self.stdout.write(key)
 
     def install_example(self, folder):
