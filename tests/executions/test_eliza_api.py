@@ -5,10 +5,12 @@ declines is the caller's 400 and never opens the plugin's breaker, and the
 organization's stored secret, granted to the plugin, is what
 runtime.getSetting reads. (Its egress: tests/plugins/test_example_eliza_weather.py.)"""
 
+import json
+
 import pytest
 
 from executions.models import Execution
-from tests.plugins.helpers import example_zip, upload
+from tests.plugins.helpers import EXAMPLES, example_zip, upload, zip_of
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +47,21 @@ def test_a_declining_validate_is_a_400_that_never_opens_the_breaker(eliza_weathe
     assert execute(api, "convertTemperature", {"value": 0, "from": "C", "to": "F"}).status_code == 200
 
 
-def test_get_setting_reads_the_organization_s_granted_secret(eliza_weather, api):
+@pytest.fixture
+def eliza_weather_offline(live, api):
+    """The example with its API address moved off its allowlist: the
+    handler's request is refused by the egress broker, without a network."""
+    folder = EXAMPLES / "eliza-weather"
+    manifest = json.loads((folder / "plugin.json").read_text())
+    manifest["settings"]["OPENWEATHER_API_URL"] = "https://weather.invalid"
+    files = [(path.relative_to(folder).as_posix(), path.read_bytes()) for path in sorted(folder.rglob("*"))
+             if path.is_file() and path.name != "plugin.json"]
+    response = upload(api, zip_of(("plugin.json", json.dumps(manifest).encode()), *files))
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_get_setting_reads_the_organization_s_granted_secret(eliza_weather_offline, api):
     # No key: GET_WEATHER's validate declines before any request is made.
     assert execute(api, "getWeather", {"city": "Oslo"}).json()["error"]["type"] == "VALIDATION_ERROR"
     key = "ow-" + "3" * 24
@@ -54,12 +70,11 @@ def test_get_setting_reads_the_organization_s_granted_secret(eliza_weather, api)
     assert execute(api, "getWeather", {"city": "Oslo"}).json()["error"]["type"] == "VALIDATION_ERROR"
     granted = api.put("/secrets/OPENWEATHER_API_KEY/plugins", {"plugins": ["eliza-weather"]}, format="json")
     assert granted.status_code == 200, granted.json()
-    # Granted: validate lets it through and the handler asks OpenWeather,
-    # which this test's machine may not reach (NETWORK_ERROR, or TIMEOUT on a
-    # network that drops packets) and which answers a made-up key with a 401
-    # (PLUGIN_ERROR); whichever, the handler ran and the key stayed hidden.
+    # Granted: validate lets it through and the handler makes its request,
+    # which the broker refuses (its host is not on the allowlist): the
+    # handler ran, and the key stayed hidden.
     response = execute(api, "getWeather", {"city": "Oslo"}, timeout=5000)
-    assert response.json()["error"]["type"] in ("NETWORK_ERROR", "PLUGIN_ERROR", "TIMEOUT"), response.json()
+    assert response.json()["error"]["type"] in ("SANDBOX_VIOLATION", "PLUGIN_ERROR"), response.json()
     execution = Execution.objects.get(pk=response.json()["executionId"])
     assert "[info] weather for Oslo in metric units" in execution.logs
     assert key not in response.content.decode()
