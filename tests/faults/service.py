@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -42,6 +43,10 @@ def free_port():
 class Service:
     def __init__(self, var_dir, *, grace_seconds=30, workers=2, **settings):
         self.var_dir = str(var_dir)
+        # A wake-up socket's path must fit in 108 bytes; under pytest's long
+        # tmp_path (VAR_DIR/run/wakeup/run-<uuid>.<pid>-<n>.sock) it would not,
+        # and every waiting caller would fall back to polling once a second.
+        self.wakeup_dir = tempfile.mkdtemp(prefix="wakeup-")
         self.settings = {name: str(value) for name, value in settings.items()}
         self.port = free_port()
         self.grace_seconds = grace_seconds
@@ -58,7 +63,7 @@ class Service:
             WORKERS_HIGH=str(self.workers_per_cluster), WORKERS_MEDIUM=str(self.workers_per_cluster),
             WORKERS_LOW=str(self.workers_per_cluster),
             EXECUTION_LEASE_GRACE_SECONDS="5", REAPER_INTERVAL_SECONDS="0.5", HEALTH_STALL_SECONDS="2",
-            PYTHONUNBUFFERED="1",
+            PYTHONUNBUFFERED="1", WAKEUP_DIR=self.wakeup_dir,
         )
         env.update(self.settings)
         return env

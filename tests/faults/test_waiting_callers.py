@@ -46,7 +46,7 @@ def test_trivial_calls_and_health_stay_fast_while_many_sync_callers_wait_for_lon
             for _ in range(20):
                 began = time.monotonic()
                 status, body = service.execute("napper", "nap", {"seconds": 0})
-                trivial.append((status, body.get("success"), round(time.monotonic() - began, 3)))
+                trivial.append((status, body.get("success") or body["error"]["type"], round(time.monotonic() - began, 3)))
                 began = time.monotonic()
                 status, _ = service.get("/health")
                 health.append((status, round(time.monotonic() - began, 3)))

@@ -84,7 +84,7 @@ def _wait_stopped(pids, seconds=5.0):
     raise AssertionError(f"spares {pids} did not stop")
 
 
-def test_stopped_spares_are_never_handed_a_run(sandbox, run):
+def test_stopped_spares_are_never_handed_a_run(sandbox, run, run_js):
     attack = run(STOP_EVERY_OTHER_CHILD)
     assert attack.status == "success", attack
     assert attack.result, "the run saw no other child to signal"
@@ -102,5 +102,8 @@ def test_stopped_spares_are_never_handed_a_run(sandbox, run):
         assert result.status == "success" and result.result == {"ok": True, "echo": {"n": attempt}}, result
         assert result.elapsed < 2.0, result.elapsed
         host_intact(sandbox, result)
+    # A Node spare, kept once the slot has run JavaScript, is stopped too: the next JavaScript run must not get it.
+    result = run_js("exports.attack = (params) => ({ ok: true });\n", timeout_ms=5000)
+    assert result.status == "success" and result.result == {"ok": True}, result
     assert not spares & process_snapshot(sandbox.a), "a stopped spare is still there"
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in spares)
