@@ -44,8 +44,12 @@ def test_recycling_starts_the_replacement_before_letting_the_worker_go(tmp_path)
     try:
         service.prepare()
         seen = set()
-        for _ in range(8):
+        # Runs until a replacement has taken over (with wake-ups, 8 runs of
+        # 0.2 s can end before the first replacement is up), 40 at the most.
+        for _ in range(40):
             seen.update(worker.pid for worker in service.workers("medium"))
+            if len(seen) >= 2:
+                break
             # Long enough for the sentinel (a 0.5 s guard cycle) to see a worker due.
             status, body = service.execute("napper", "nap", {"seconds": 0.2})
             assert status == 200 and body["success"] is True
